@@ -1,0 +1,188 @@
+//! Envoy's field names, per proto message, as hale sees them.
+//!
+//! Owns: for each Envoy message hale reads, the fields it supports and every
+//! other field that message has in Envoy's v3 API (taken from
+//! envoyproxy/data-plane-api), so a known Envoy field that hale does not
+//! implement is reported as such rather than as a typo. Also the proto3 JSON
+//! spelling of a field name (`port_value` is also `portValue`).
+//!
+//! Must not touch: values. Which value a field may hold is `validate`'s.
+//!
+//! The tables themselves are in `messages`; names are whitespace-separated in
+//! one string per list so the tables stay readable (and short) under rustfmt.
+
+/// One Envoy message: the fields hale reads and the ones it rejects by name.
+#[derive(Debug)]
+pub(crate) struct Message {
+    /// The message's short name, used in type errors (`expected an object (Envoy Cluster)`).
+    pub(crate) name: &'static str,
+    pub(super) supported: &'static str,
+    pub(super) unsupported: &'static str,
+    /// Extra words after "... not supported by hale" for some fields.
+    pub(super) notes: &'static [(&'static str, &'static str)],
+}
+
+/// What a key of an object is, once matched against its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldKind {
+    /// A field hale reads; the snake_case name.
+    Supported(&'static str),
+    /// A real Envoy field hale does not implement; the snake_case name.
+    Unsupported(&'static str),
+    /// Not a field of this message at all.
+    Unknown,
+}
+
+impl Message {
+    /// Classifies `key`, written in snake_case or in proto3 JSON camelCase.
+    pub(crate) fn classify(&self, key: &str) -> FieldKind {
+        if let Some(field) = find(self.supported, key) {
+            FieldKind::Supported(field)
+        } else if let Some(field) = find(self.unsupported, key) {
+            FieldKind::Unsupported(field)
+        } else {
+            FieldKind::Unknown
+        }
+    }
+
+    /// The fields hale reads, in snake_case.
+    pub(crate) fn supported(&self) -> impl Iterator<Item = &'static str> {
+        self.supported.split_whitespace()
+    }
+
+    /// What to add after "not supported by hale" for `field` ("" for most).
+    pub(crate) fn note(&self, field: &str) -> &'static str {
+        self.notes
+            .iter()
+            .find(|(name, _)| *name == field)
+            .map_or("", |(_, note)| note)
+    }
+}
+
+fn find(names: &'static str, key: &str) -> Option<&'static str> {
+    names
+        .split_whitespace()
+        .find(|field| spelled_as(field, key))
+}
+
+/// Whether `key` names `field` in either of the spellings Envoy accepts:
+/// the proto name (`port_value`) or its proto3 JSON name (`portValue`).
+pub(crate) fn spelled_as(field: &str, key: &str) -> bool {
+    field == key || json_name(field) == key
+}
+
+/// protoc's JSON name: drop each `_` and upper-case the character after it.
+pub(crate) fn json_name(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper_next = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper_next = true;
+        } else if upper_next {
+            out.push(c.to_ascii_uppercase());
+            upper_next = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The error for a key that is no field of `message`, with a did-you-mean
+/// when a supported field is a typo away.
+pub(crate) fn unknown_field(key: &str, message: &Message) -> String {
+    let snake = snake_case(key);
+    let suggestion = message
+        .supported()
+        .map(|field| (edit_distance(&snake, field), field))
+        .filter(|(distance, field)| *distance <= 2 && *distance * 3 < field.len())
+        .min_by_key(|(distance, _)| *distance);
+    match suggestion {
+        Some((_, field)) => format!("unknown field \"{key}\" (did you mean \"{field}\"?)"),
+        None => format!("unknown field \"{key}\""),
+    }
+}
+
+/// `portValue` → `port_value`, so a misspelt camelCase key is compared with
+/// the snake_case names.
+fn snake_case(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Levenshtein distance, for did-you-mean suggestions on short field names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::envoy::messages::*;
+
+    #[test]
+    fn json_names_follow_protoc() {
+        assert_eq!(json_name("port_value"), "portValue");
+        assert_eq!(json_name("http2_protocol_options"), "http2ProtocolOptions");
+        assert_eq!(json_name("consecutive_5xx"), "consecutive5xx");
+        assert_eq!(json_name("name"), "name");
+    }
+
+    #[test]
+    fn classify_accepts_both_spellings() {
+        assert_eq!(
+            SOCKET_ADDRESS.classify("portValue"),
+            FieldKind::Supported("port_value")
+        );
+        assert_eq!(
+            SOCKET_ADDRESS.classify("named_port"),
+            FieldKind::Unsupported("named_port")
+        );
+        assert_eq!(SOCKET_ADDRESS.classify("port"), FieldKind::Unknown);
+        assert_eq!(SOCKET_ADDRESS.classify("port_Value"), FieldKind::Unknown);
+    }
+
+    #[test]
+    fn no_field_is_both_supported_and_unsupported() {
+        for message in [
+            &BOOTSTRAP,
+            &CLUSTER,
+            &HTTP_CONNECTION_MANAGER,
+            &ROUTE_ACTION,
+            &ROUTE_MATCH,
+        ] {
+            for field in message.supported() {
+                assert!(
+                    !message.unsupported.split_whitespace().any(|f| f == field),
+                    "{} {field}",
+                    message.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("adress", "address"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

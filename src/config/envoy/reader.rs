@@ -1,0 +1,543 @@
+//! A path-tracking reader over the document, and the error sink it reports to.
+//!
+//! Owns: [`Node`] (a value and where it is), [`Object`] (a node checked
+//! against an Envoy [`Message`]: every key is a supported field, or an error)
+//! and typed reads with "expected X, found Y" errors. Errors go to a [`Sink`].
+//!
+//! Must not touch: meaning. A read answers "is this a u32 here?"; whether the
+//! u32 is a valid port is `validate`'s question.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::fields::{FieldKind, Message, spelled_as, unknown_field};
+use super::messages::{DURATION, WRAPPER};
+use super::proto_json::{self, MAX_DURATION_SECONDS};
+pub(crate) use super::sink::{Place, Sink};
+
+/// One value of an enum field: its Envoy name and number, and what it means
+/// to hale (`None`: a real Envoy value hale does not support).
+pub(crate) type EnumValue<T> = (&'static str, u64, Option<T>);
+
+/// A value in the document and its place.
+#[derive(Debug, Clone)]
+pub(crate) struct Node<'a> {
+    value: &'a Value,
+    place: Place,
+}
+
+impl<'a> Node<'a> {
+    /// The whole document.
+    pub(crate) fn root(value: &'a Value) -> Self {
+        Self {
+            value,
+            place: Place::default(),
+        }
+    }
+
+    /// Where this value is.
+    pub(crate) fn place(&self) -> &Place {
+        &self.place
+    }
+
+    /// Records an error about this value.
+    pub(crate) fn report(&self, sink: &mut Sink, message: impl Into<String>) {
+        sink.report(&self.place, message);
+    }
+
+    /// Opens an object whose keys must be fields of `message`: a known Envoy
+    /// field hale does not implement, an unknown key, or a field spelled twice
+    /// (snake_case and camelCase) is reported; the supported fields are then
+    /// readable with [`Object::get`].
+    pub(crate) fn open(&self, sink: &mut Sink, message: &'static Message) -> Option<Object<'a>> {
+        self.open_checked(sink, message, false)
+    }
+
+    /// Opens a `google.protobuf.Any` (a `typed_config`): `@type` must be
+    /// `type_url`, the other keys are fields of `message`.
+    pub(crate) fn open_any(
+        &self,
+        sink: &mut Sink,
+        type_url: &str,
+        message: &'static Message,
+    ) -> Option<Object<'a>> {
+        // Check `@type` first: the other keys only mean something once the
+        // message is known, so a wrong type is one error, not one per key.
+        match self.value.get("@type") {
+            _ if !self.value.is_object() => {}
+            Some(Value::String(found)) if found == type_url => {}
+            None => {
+                let at = self.place.absent("@type");
+                sink.report(&at, format!("missing \"@type\"; expected \"{type_url}\""));
+                return None;
+            }
+            Some(found) => {
+                let message = format!("expected \"{type_url}\", found {}", describe(found));
+                sink.report(&self.type_url_place(), message);
+                return None;
+            }
+        }
+        self.open_checked(sink, message, true)
+    }
+
+    /// The `@type` of an object, if it is an object with a string `@type`.
+    pub(crate) fn type_url(&self) -> Option<&'a str> {
+        self.value.get("@type").and_then(Value::as_str)
+    }
+
+    /// The place of this object's `@type` key (or where it would be).
+    pub(crate) fn type_url_place(&self) -> Place {
+        match self.value.as_object() {
+            Some(map) if map.contains_key("@type") => {
+                self.place.field("@type", key_position(map, "@type"))
+            }
+            _ => self.place.absent("@type"),
+        }
+    }
+
+    fn open_checked(
+        &self,
+        sink: &mut Sink,
+        message: &'static Message,
+        any: bool,
+    ) -> Option<Object<'a>> {
+        let Some(map) = self.value.as_object() else {
+            return self.expected(sink, &format!("an object (Envoy {})", message.name));
+        };
+        let mut seen: Vec<(&'static str, &str)> = Vec::new();
+        for (position, key) in map.keys().enumerate() {
+            if any && key == "@type" {
+                continue;
+            }
+            let at = self.place.field(key, position);
+            match message.classify(key) {
+                FieldKind::Supported(field) => {
+                    if let Some((_, first)) = seen.iter().find(|(f, _)| *f == field) {
+                        sink.report(&at, format!("\"{key}\" sets the same field as \"{first}\""));
+                    }
+                    seen.push((field, key));
+                }
+                FieldKind::Unsupported(field) => sink.report(
+                    &at,
+                    format!(
+                        "\"{field}\" is an Envoy field that is not supported by hale{}",
+                        message.note(field)
+                    ),
+                ),
+                FieldKind::Unknown => sink.report(&at, unknown_field(key, message)),
+            }
+        }
+        Some(Object {
+            place: self.place.clone(),
+            map,
+        })
+    }
+
+    /// A string.
+    pub(crate) fn string(&self, sink: &mut Sink) -> Option<&'a str> {
+        match self.value {
+            Value::String(s) => Some(s),
+            _ => self.expected(sink, "a string"),
+        }
+    }
+
+    /// A string that is not empty (Envoy's `min_len: 1`).
+    pub(crate) fn non_empty_string(&self, sink: &mut Sink) -> Option<&'a str> {
+        match self.string(sink)? {
+            "" => {
+                self.report(sink, "must not be empty");
+                None
+            }
+            s => Some(s),
+        }
+    }
+
+    /// A `uint32`: an integer, or a decimal string as proto3 JSON allows.
+    pub(crate) fn u32(&self, sink: &mut Sink) -> Option<u32> {
+        let wide = self.unsigned(sink, u64::from(u32::MAX))?;
+        u32::try_from(wide).ok()
+    }
+
+    /// An unsigned integer no larger than `max`.
+    pub(crate) fn unsigned(&self, sink: &mut Sink, max: u64) -> Option<u64> {
+        let number = match self.value {
+            Value::Number(n) => match n.as_u64() {
+                Some(u) => u,
+                None => return self.expected(sink, "an unsigned integer"),
+            },
+            Value::String(s) => match s.parse::<u64>() {
+                Ok(u) => u,
+                Err(_) => return self.expected(sink, "an unsigned integer"),
+            },
+            _ => return self.expected(sink, "an unsigned integer"),
+        };
+        if number > max {
+            self.report(sink, format!("{number} is out of range: at most {max}"));
+            return None;
+        }
+        Some(number)
+    }
+
+    /// A `google.protobuf.UInt32Value`: a plain integer, or `{value: n}`.
+    pub(crate) fn u32_wrapper(&self, sink: &mut Sink) -> Option<u32> {
+        if self.value.is_object() {
+            self.open(sink, &WRAPPER)?.require(sink, "value")?.u32(sink)
+        } else {
+            self.u32(sink)
+        }
+    }
+
+    /// A `bool`.
+    pub(crate) fn bool(&self, sink: &mut Sink) -> Option<bool> {
+        match self.value {
+            Value::Bool(b) => Some(*b),
+            _ => self.expected(sink, "true or false"),
+        }
+    }
+
+    /// A `google.protobuf.BoolValue`: `true`/`false`, or `{value: b}`.
+    pub(crate) fn bool_wrapper(&self, sink: &mut Sink) -> Option<bool> {
+        if self.value.is_object() {
+            self.open(sink, &WRAPPER)?
+                .require(sink, "value")?
+                .bool(sink)
+        } else {
+            self.bool(sink)
+        }
+    }
+
+    /// A `double`: a number, or a decimal string as proto3 JSON allows.
+    pub(crate) fn f64(&self, sink: &mut Sink) -> Option<f64> {
+        match self.value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => match s.parse::<f64>() {
+                Ok(f) => Some(f),
+                Err(_) => self.expected(sink, "a number"),
+            },
+            _ => self.expected(sink, "a number"),
+        }
+    }
+
+    /// A `google.protobuf.Duration`: `"5s"`, `"0.25s"`, or `{seconds, nanos}`.
+    pub(crate) fn duration(&self, sink: &mut Sink) -> Option<Duration> {
+        match self.value {
+            Value::String(text) => match proto_json::parse_duration(text) {
+                Ok(duration) => Some(duration),
+                Err(message) => {
+                    self.report(sink, message);
+                    None
+                }
+            },
+            Value::Object(_) => {
+                let object = self.open(sink, &DURATION)?;
+                let seconds = match object.get("seconds") {
+                    Some(node) => node.non_negative(sink, MAX_DURATION_SECONDS)?,
+                    None => 0,
+                };
+                let nanos = match object.get("nanos") {
+                    Some(node) => node.non_negative(sink, 999_999_999)?,
+                    None => 0,
+                };
+                Some(Duration::new(seconds, u32::try_from(nanos).ok()?))
+            }
+            _ => self.expected(sink, "a duration like \"5s\" or \"0.25s\""),
+        }
+    }
+
+    fn non_negative(&self, sink: &mut Sink, max: u64) -> Option<u64> {
+        if self.value.as_i64().is_some_and(|n| n < 0) {
+            self.report(sink, "a duration must not be negative");
+            return None;
+        }
+        self.unsigned(sink, max)
+    }
+
+    /// A `bytes` field: base64 text.
+    pub(crate) fn base64(&self, sink: &mut Sink) -> Option<Vec<u8>> {
+        match proto_json::decode_base64(self.string(sink)?) {
+            Ok(bytes) => Some(bytes),
+            Err(message) => {
+                self.report(sink, message);
+                None
+            }
+        }
+    }
+
+    /// A list; each item is a node at `path[i]`.
+    pub(crate) fn list(&self, sink: &mut Sink) -> Option<Vec<Node<'a>>> {
+        match self.value {
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, value)| Node {
+                        value,
+                        place: self.place.item(i),
+                    })
+                    .collect(),
+            ),
+            _ => self.expected(sink, "a list"),
+        }
+    }
+
+    /// A `map<string, _>`; each value is a node at `path.key`.
+    pub(crate) fn map(&self, sink: &mut Sink) -> Option<Vec<(&'a str, Node<'a>)>> {
+        match self.value {
+            Value::Object(map) => Some(
+                map.iter()
+                    .enumerate()
+                    .map(|(position, (key, value))| {
+                        let place = self.place.field(key, position);
+                        (key.as_str(), Node { value, place })
+                    })
+                    .collect(),
+            ),
+            _ => self.expected(sink, "a map"),
+        }
+    }
+
+    /// An enum, by name or (as proto3 JSON allows) by number.
+    pub(crate) fn enumeration<T: Copy>(
+        &self,
+        sink: &mut Sink,
+        values: &[EnumValue<T>],
+    ) -> Option<T> {
+        let supported: Vec<&str> = values
+            .iter()
+            .filter(|(_, _, v)| v.is_some())
+            .map(|(name, _, _)| *name)
+            .collect();
+        let supported = supported.join(", ");
+        let found = match self.value {
+            Value::String(s) => values.iter().find(|(name, _, _)| name == s),
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| values.iter().find(|(_, number, _)| *number == n)),
+            _ => return self.expected(sink, &format!("one of {supported}")),
+        };
+        match found {
+            Some((_, _, Some(value))) => Some(*value),
+            Some((name, _, None)) => {
+                self.report(
+                    sink,
+                    format!(
+                        "{name} is an Envoy value that is not supported by hale; \
+                         hale supports {supported}"
+                    ),
+                );
+                None
+            }
+            None => {
+                self.report(
+                    sink,
+                    format!(
+                        "unknown value {}; expected one of {supported}",
+                        quoted(self.value)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn expected<T>(&self, sink: &mut Sink, what: &str) -> Option<T> {
+        self.report(
+            sink,
+            format!("expected {what}, found {}", describe(self.value)),
+        );
+        None
+    }
+}
+
+/// An object whose keys have been checked against its Envoy message.
+#[derive(Debug, Clone)]
+pub(crate) struct Object<'a> {
+    place: Place,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Object<'a> {
+    /// Where this object is.
+    pub(crate) fn place(&self) -> &Place {
+        &self.place
+    }
+
+    /// The field `name` (snake_case) in whichever spelling the document used.
+    /// `null` counts as absent, as in proto3 JSON.
+    pub(crate) fn get(&self, name: &str) -> Option<Node<'a>> {
+        self.map
+            .iter()
+            .enumerate()
+            .find(|(_, (key, value))| !value.is_null() && spelled_as(name, key))
+            .map(|(position, (key, value))| Node {
+                value,
+                place: self.place.field(key, position),
+            })
+    }
+
+    /// Reads field `name` with `read`, or gives `default` when it is absent.
+    /// `None` means present but invalid (and already reported).
+    pub(crate) fn optional<T>(
+        &self,
+        sink: &mut Sink,
+        name: &str,
+        default: T,
+        read: impl FnOnce(&Node<'a>, &mut Sink) -> Option<T>,
+    ) -> Option<T> {
+        match self.get(name) {
+            None => Some(default),
+            Some(node) => read(&node, sink),
+        }
+    }
+
+    /// Whether field `name` is set, supported or not (for oneof checks).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The field `name`, reporting it as missing when absent.
+    pub(crate) fn require(&self, sink: &mut Sink, name: &str) -> Option<Node<'a>> {
+        let node = self.get(name);
+        if node.is_none() {
+            sink.report(&self.place.absent(name), "missing required field");
+        }
+        node
+    }
+
+    /// Of the oneof `members`, the ones set, in document order.
+    pub(crate) fn set_among(&self, members: &[&'static str]) -> Vec<(&'static str, Node<'a>)> {
+        let mut set: Vec<(&'static str, Node<'a>)> = members
+            .iter()
+            .filter_map(|member| self.get(member).map(|node| (*member, node)))
+            .collect();
+        set.sort_by(|a, b| a.1.place.order.cmp(&b.1.place.order));
+        set
+    }
+}
+
+fn key_position(map: &Map<String, Value>, key: &str) -> usize {
+    map.keys().position(|k| k == key).unwrap_or(0)
+}
+
+/// How a found value is named in "expected X, found Y".
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("a boolean {b}"),
+        Value::Number(n) if n.as_i64().is_some_and(|n| n < 0) => format!("a negative number {n}"),
+        Value::Number(n) => format!("a number {n}"),
+        Value::String(_) => format!("a string {}", quoted(value)),
+        Value::Array(_) => "a list".to_string(),
+        Value::Object(_) => "an object".to_string(),
+    }
+}
+
+/// A scalar as written, strings quoted and cut short.
+fn quoted(value: &Value) -> String {
+    match value {
+        Value::String(s) if s.chars().count() > 120 => {
+            format!("\"{}...\"", s.chars().take(120).collect::<String>())
+        }
+        Value::String(s) => format!("\"{s}\""),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::envoy::messages::SOCKET_ADDRESS;
+    use serde_json::json;
+
+    fn errors(sink: Sink) -> Vec<(String, String)> {
+        match sink.finish() {
+            Ok(()) => vec![],
+            Err(e) => e.0.into_iter().map(|e| (e.path, e.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn object_reports_unsupported_unknown_and_twice_spelled_keys() {
+        let value = json!({"address": "::1", "portValue": 1, "port_value": 2,
+                           "named_port": "http", "adress": "x"});
+        let mut sink = Sink::new(Path::new("t"));
+        let root = Node::root(&value);
+        let object = root.open(&mut sink, &SOCKET_ADDRESS).unwrap();
+        assert!(object.get("port_value").is_some());
+        let found = errors(sink);
+        assert_eq!(
+            found,
+            // Document order (serde_json keeps key order: `preserve_order`).
+            vec![
+                (
+                    "port_value".into(),
+                    "\"port_value\" sets the same field as \"portValue\"".into()
+                ),
+                (
+                    "named_port".into(),
+                    "\"named_port\" is an Envoy field that is not supported by hale".into()
+                ),
+                (
+                    "adress".into(),
+                    "unknown field \"adress\" (did you mean \"address\"?)".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn type_errors_name_expected_and_found() {
+        let value = json!({"a": "abc", "b": -1, "c": [1], "d": 70000000000u64});
+        let mut sink = Sink::new(Path::new("t"));
+        let root = Node::root(&value);
+        let map = root.map(&mut sink).unwrap();
+        assert_eq!(map[0].1.u32(&mut sink), None);
+        assert_eq!(map[1].1.u32(&mut sink), None);
+        assert_eq!(map[2].1.string(&mut sink), None);
+        assert_eq!(map[3].1.u32(&mut sink), None);
+        let found = errors(sink);
+        assert_eq!(
+            found[0].1,
+            "expected an unsigned integer, found a string \"abc\""
+        );
+        assert_eq!(
+            found[1].1,
+            "expected an unsigned integer, found a negative number -1"
+        );
+        assert_eq!(found[2].1, "expected a string, found a list");
+        assert_eq!(
+            found[3].1,
+            "70000000000 is out of range: at most 4294967295"
+        );
+    }
+
+    #[test]
+    fn wrappers_take_both_forms() {
+        let value = json!([7, {"value": 8}, "9", true, {"value": false}]);
+        let mut sink = Sink::new(Path::new("t"));
+        let items = Node::root(&value).list(&mut sink).unwrap();
+        assert_eq!(items[0].u32_wrapper(&mut sink), Some(7));
+        assert_eq!(items[1].u32_wrapper(&mut sink), Some(8));
+        assert_eq!(items[2].u32_wrapper(&mut sink), Some(9));
+        assert_eq!(items[3].bool_wrapper(&mut sink), Some(true));
+        assert_eq!(items[4].bool_wrapper(&mut sink), Some(false));
+        assert!(errors(sink).is_empty());
+    }
+
+    #[test]
+    fn errors_come_back_in_document_order() {
+        let value = json!({"a": [{"x": 1}, {"x": 2}], "b": 1});
+        let mut sink = Sink::new(Path::new("t"));
+        let root = Node::root(&value);
+        let map = root.map(&mut sink).unwrap();
+        let items = map[0].1.list(&mut sink).unwrap();
+        map[1].1.report(&mut sink, "third");
+        items[1].report(&mut sink, "second");
+        items[0].report(&mut sink, "first");
+        let messages: Vec<String> = errors(sink).into_iter().map(|(_, m)| m).collect();
+        assert_eq!(messages, ["first", "second", "third"]);
+    }
+}

@@ -1,0 +1,133 @@
+//! Configuration: an Envoy v3 bootstrap (YAML or JSON) in, a validated
+//! [`model::Bootstrap`] or every error out.
+//!
+//! Owns: reading the file, decoding Envoy's field names (`envoy`), checking
+//! and defaulting them into the model (`validate`).
+//! Must not touch: any other room. `config` imports nothing of hale's but
+//! `error`-free plain types, so every room can depend on it.
+
+pub mod envoy;
+pub mod model;
+pub mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use model::Bootstrap;
+
+/// One problem in a config file: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// The full field path, e.g.
+    /// `static_resources.clusters[1].load_assignment.endpoints[0].lb_endpoints[2].endpoint.address.socket_address.port_value`.
+    /// Empty for a problem with the whole document (unreadable, not YAML).
+    pub path: String,
+    /// What is wrong, in a sentence.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.path,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every problem found in one config file, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// A single error about the whole file.
+    pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
+        Self(vec![ConfigError {
+            file: file.to_path_buf(),
+            path: String::new(),
+            message: message.into(),
+        }])
+    }
+
+    /// The errors, one per line.
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// What the command line may override in the file (Envoy's
+/// `--service-node` and `--service-cluster` win over `node.id`/`node.cluster`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--service-node`.
+    pub service_node: Option<String>,
+    /// `--service-cluster`.
+    pub service_cluster: Option<String>,
+}
+
+/// The document syntax, chosen from the file name as Envoy does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.json`.
+    Json,
+    /// Anything else (`.yaml`, `.yml`; YAML also reads JSON).
+    Yaml,
+}
+
+impl Format {
+    /// `.json` is JSON; everything else is read as YAML.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("json") => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
+}
+
+/// Reads, decodes and validates the bootstrap at `path`.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Bootstrap, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::whole_file(path, format!("cannot read the file: {e}")))?;
+    parse(&text, Format::from_path(path), path, overrides)
+}
+
+/// Decodes and validates a bootstrap held in memory; `file` names it in errors.
+pub fn parse(
+    text: &str,
+    format: Format,
+    file: &Path,
+    overrides: &Overrides,
+) -> Result<Bootstrap, ConfigErrors> {
+    let document = envoy::read_document(text, format, file)?;
+    let mut bootstrap = validate::bootstrap(document, file)?;
+    if let Some(node) = &overrides.service_node {
+        bootstrap.node.id = node.clone();
+    }
+    if let Some(cluster) = &overrides.service_cluster {
+        bootstrap.node.cluster = cluster.clone();
+    }
+    Ok(bootstrap)
+}

@@ -1,0 +1,394 @@
+//! The validated configuration every other room reads.
+//!
+//! Owns: the typed, checked shape of a bootstrap after `validate` has turned
+//! Envoy's field names and defaults into plain Rust values. Everything here is
+//! already consistent (routes name clusters that exist, names are unique,
+//! regexes compile), so readers never re-check.
+//!
+//! Must not touch: runtime state (health, counters, sockets). A reload builds a
+//! new `Bootstrap`; nothing here is mutated after validation.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// Envoy: a route's `timeout` defaults to 15s.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Envoy: a cluster's `connect_timeout` defaults to 5s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy: `common_http_protocol_options.idle_timeout` defaults to 1 hour.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Envoy: `stream_idle_timeout` defaults to 5 minutes.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Envoy: `max_request_headers_kb` defaults to 60.
+pub const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
+/// Envoy: `healthy_panic_threshold` defaults to 50%.
+pub const DEFAULT_PANIC_THRESHOLD_PERCENT: f64 = 50.0;
+
+/// A whole validated bootstrap.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The file this was read from (named in every later error and log line).
+    pub source: PathBuf,
+    /// `node`; `--service-node` / `--service-cluster` override it.
+    pub node: Node,
+    /// `admin`; `None` when the bootstrap has no admin block (Envoy: no admin
+    /// server is started).
+    pub admin: Option<Admin>,
+    /// `static_resources.listeners`, in file order.
+    pub listeners: Vec<Listener>,
+    /// `static_resources.clusters`, in file order.
+    pub clusters: Vec<Cluster>,
+    /// The document as read (YAML turned into JSON), for `/config_dump`.
+    pub raw: serde_json::Value,
+}
+
+impl Bootstrap {
+    /// The cluster named `name`, if defined.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
+
+/// `node`. Default: empty id and cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    /// `node.id`.
+    pub id: String,
+    /// `node.cluster` (echoed later in `x-envoy-upstream-healthchecked-cluster`).
+    pub cluster: String,
+}
+
+/// `admin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// `admin.address.socket_address` (port 0 picks a free port; see
+    /// `--admin-address-path`).
+    pub address: SocketAddr,
+}
+
+/// One listener: an address and the HTTP connection manager behind it.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// `name` (unique).
+    pub name: String,
+    /// `address.socket_address`; must be an IP literal, as in Envoy.
+    pub address: SocketAddr,
+    /// The one `envoy.filters.network.http_connection_manager`.
+    pub http: HttpConnectionManager,
+}
+
+/// `HttpConnectionManager`, the supported subset.
+#[derive(Debug, Clone)]
+pub struct HttpConnectionManager {
+    /// `stat_prefix` (required): stats are `http.<stat_prefix>.*`.
+    pub stat_prefix: String,
+    /// `codec_type`. Default AUTO.
+    pub codec: Codec,
+    /// `route_config` (inline; RDS is not supported).
+    pub route_config: RouteConfig,
+    /// `http_filters`, in order; validation guarantees the last is the router.
+    pub http_filters: Vec<HttpFilter>,
+    /// `common_http_protocol_options.idle_timeout`. Default 1h; `None` = disabled (0s).
+    pub idle_timeout: Option<Duration>,
+    /// `stream_idle_timeout`. Default 5m; `None` = disabled (0s).
+    pub stream_idle_timeout: Option<Duration>,
+    /// `request_timeout`. Default disabled (`None`).
+    pub request_timeout: Option<Duration>,
+    /// `max_request_headers_kb`. Default 60, at most 8192.
+    pub max_request_headers_kb: u32,
+    /// `use_remote_address`. Default false.
+    pub use_remote_address: bool,
+    /// `xff_num_trusted_hops`. Default 0.
+    pub xff_num_trusted_hops: u32,
+}
+
+/// `codec_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Codec {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge) on one port. The default.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only (h2c with prior knowledge).
+    Http2,
+}
+
+/// One entry of `http_filters`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpFilter {
+    /// `envoy.filters.http.router`: always last.
+    Router,
+}
+
+/// `route_config`.
+#[derive(Debug, Clone, Default)]
+pub struct RouteConfig {
+    /// `name`. Default "".
+    pub name: String,
+    /// `virtual_hosts`, in file order.
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+/// `virtual_hosts[]`.
+#[derive(Debug, Clone)]
+pub struct VirtualHost {
+    /// `name` (required).
+    pub name: String,
+    /// `domains` (at least one), lower-cased.
+    pub domains: Vec<DomainPattern>,
+    /// `routes`, first match wins.
+    pub routes: Vec<Route>,
+}
+
+/// One entry of `domains`, classified as Envoy matches them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainPattern {
+    /// `*`: any host.
+    Any,
+    /// `example.com` (also matches `example.com:port` per Envoy's port stripping).
+    Exact(String),
+    /// `*.example.com` → the stored suffix is `.example.com`.
+    Suffix(String),
+    /// `api.*` → the stored prefix is `api.`.
+    Prefix(String),
+}
+
+/// `routes[]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `name`. Default "".
+    pub name: String,
+    /// `match`.
+    pub matcher: RouteMatch,
+    /// `route` or `direct_response`.
+    pub action: RouteAction,
+}
+
+/// `match`.
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    /// `prefix` | `path` | `safe_regex` (exactly one).
+    pub path: PathMatch,
+    /// `case_sensitive`. Default true. Applies to `prefix` and `path`.
+    pub case_sensitive: bool,
+    /// `headers`: all must match.
+    pub headers: Vec<HeaderMatcher>,
+}
+
+/// The path part of a route match.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// `prefix` (matched against the path without the query).
+    Prefix(String),
+    /// `path`: the whole path, without the query.
+    Path(String),
+    /// `safe_regex.regex`: must match the whole path (anchored), without the query.
+    Regex(regex::Regex),
+}
+
+/// `headers[]` of a route match.
+#[derive(Debug, Clone)]
+pub struct HeaderMatcher {
+    /// `name`, lower-cased; pseudo-headers `:path`, `:method`, `:authority`
+    /// and `:scheme` are allowed.
+    pub name: String,
+    /// What the value must satisfy.
+    pub rule: HeaderRule,
+    /// `invert_match`. Default false.
+    pub invert: bool,
+}
+
+/// How a header matcher tests the header.
+#[derive(Debug, Clone)]
+pub enum HeaderRule {
+    /// `present_match: true|false`.
+    Present(bool),
+    /// `string_match`.
+    Value(StringMatcher),
+}
+
+/// `type.matcher.v3.StringMatcher`.
+#[derive(Debug, Clone)]
+pub struct StringMatcher {
+    /// exact | prefix | suffix | contains | safe_regex.
+    pub pattern: StringPattern,
+    /// `ignore_case`. Default false (not applied to regex).
+    pub ignore_case: bool,
+}
+
+/// The one pattern of a `StringMatcher`.
+#[derive(Debug, Clone)]
+pub enum StringPattern {
+    /// `exact`.
+    Exact(String),
+    /// `prefix`.
+    Prefix(String),
+    /// `suffix`.
+    Suffix(String),
+    /// `contains`.
+    Contains(String),
+    /// `safe_regex.regex`, anchored (whole value).
+    Regex(regex::Regex),
+}
+
+/// What a matched route does.
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// `route`: forward to a cluster.
+    Forward(ForwardAction),
+    /// `direct_response`: answer here.
+    DirectResponse(DirectResponse),
+}
+
+/// `route` (RouteAction), the supported subset.
+#[derive(Debug, Clone)]
+pub struct ForwardAction {
+    /// `cluster` (validated to exist).
+    pub cluster: String,
+    /// `timeout`. Default 15s; `None` when set to 0s (disabled).
+    pub timeout: Option<Duration>,
+    /// `prefix_rewrite`: replaces the matched prefix (or the whole path for a
+    /// `path` match). Not allowed with `safe_regex`.
+    pub prefix_rewrite: Option<String>,
+    /// `host_rewrite_literal`: the upstream `Host`/`:authority`.
+    pub host_rewrite_literal: Option<String>,
+}
+
+/// `direct_response`.
+#[derive(Debug, Clone)]
+pub struct DirectResponse {
+    /// `status` (100-599).
+    pub status: u16,
+    /// `body.inline_string` (or `body.inline_bytes`, base64). Default: no body.
+    pub body: Option<Bytes>,
+}
+
+/// One upstream cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// `name` (unique).
+    pub name: String,
+    /// `type`. Default STATIC.
+    pub discovery: DiscoveryType,
+    /// `connect_timeout`. Default 5s.
+    pub connect_timeout: Duration,
+    /// `lb_policy`. Default ROUND_ROBIN.
+    pub lb_policy: LbPolicy,
+    /// `load_assignment.endpoints[].lb_endpoints[]`, flattened, in file order.
+    pub endpoints: Vec<Endpoint>,
+    /// HTTP/2 upstream when `typed_extension_protocol_options` asks for
+    /// `explicit_http_config.http2_protocol_options` or the older
+    /// `http2_protocol_options` is present. Default HTTP/1.1.
+    pub protocol: UpstreamProtocol,
+    /// `common_lb_config.healthy_panic_threshold.value`. Default 50.0; 0 disables.
+    pub healthy_panic_threshold: f64,
+    /// `circuit_breakers` (parsed now, enforced later).
+    pub circuit_breakers: CircuitBreakers,
+}
+
+/// `type` of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiscoveryType {
+    /// `STATIC`: IP literals only. The default.
+    #[default]
+    Static,
+    /// `STRICT_DNS`: every address a name resolves to is a host.
+    StrictDns,
+    /// `LOGICAL_DNS`: the first address a name resolves to is the host.
+    LogicalDns,
+}
+
+/// `lb_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LbPolicy {
+    /// `ROUND_ROBIN` (weighted). The default.
+    #[default]
+    RoundRobin,
+    /// `LEAST_REQUEST`: power of two choices over active requests.
+    LeastRequest,
+    /// `RANDOM` (weighted).
+    Random,
+}
+
+/// Upstream HTTP protocol of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1. The default.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c).
+    Http2,
+}
+
+/// One `lb_endpoints[]` entry with its locality's priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `endpoint.address.socket_address.address`: an IP literal for STATIC,
+    /// a DNS name or IP for the DNS types.
+    pub host: String,
+    /// `endpoint.address.socket_address.port_value`.
+    pub port: u16,
+    /// `endpoints[].priority` of the enclosing locality. Default 0.
+    pub priority: u32,
+    /// `load_balancing_weight`. Default 1.
+    pub weight: u32,
+    /// `health_status`. Default UNKNOWN.
+    pub health_status: HealthStatus,
+    /// `endpoint.health_check_config.port_value`; `None` = the serving port.
+    pub health_check_port: Option<u16>,
+}
+
+/// `core.v3.HealthStatus` as set on an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HealthStatus {
+    /// `UNKNOWN`: healthy. The default.
+    #[default]
+    Unknown,
+    /// `HEALTHY`.
+    Healthy,
+    /// `UNHEALTHY`: `FAILED_EDS_HEALTH`.
+    Unhealthy,
+    /// `DRAINING`: `EDS_STATUS_DRAINING` (unhealthy and excluded).
+    Draining,
+    /// `TIMEOUT`: `FAILED_EDS_HEALTH`.
+    Timeout,
+    /// `DEGRADED`: `DEGRADED_EDS_HEALTH`.
+    Degraded,
+}
+
+/// `circuit_breakers`: Envoy's thresholds per routing priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CircuitBreakers {
+    /// `thresholds[]` with `priority: DEFAULT` (or no priority).
+    pub default: Thresholds,
+    /// `thresholds[]` with `priority: HIGH`.
+    pub high: Thresholds,
+}
+
+/// One `thresholds[]` entry. Defaults are Envoy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// `max_connections`. Default 1024.
+    pub max_connections: u32,
+    /// `max_pending_requests`. Default 1024.
+    pub max_pending_requests: u32,
+    /// `max_requests`. Default 1024.
+    pub max_requests: u32,
+    /// `max_retries`. Default 3.
+    pub max_retries: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    }
+}

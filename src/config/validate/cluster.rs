@@ -1,0 +1,435 @@
+//! Clusters: discovery type, balancing, endpoints by priority, upstream
+//! protocol, panic threshold and circuit breakers.
+//!
+//! Owns: `static_resources.clusters[]`, and the set of defined cluster names
+//! that routes are checked against.
+//!
+//! Must not touch: listeners and routes.
+
+use std::net::IpAddr;
+
+use super::{UniqueNames, each, one_of, port_number, socket_address};
+use crate::config::envoy::messages::{
+    CIRCUIT_BREAKERS, CLUSTER, CLUSTER_LOAD_ASSIGNMENT, COMMON_LB_CONFIG, ENDPOINT,
+    EXPLICIT_HTTP_CONFIG, HEALTH_CHECK_CONFIG, HTTP1_PROTOCOL_OPTIONS, HTTP2_PROTOCOL_OPTIONS,
+    LB_ENDPOINT, LOCALITY_LB_ENDPOINTS, PERCENT, THRESHOLDS, UPSTREAM_HTTP_PROTOCOL_OPTIONS,
+};
+use crate::config::envoy::reader::{EnumValue, Node, Object, Sink};
+use crate::config::model::{
+    CircuitBreakers, Cluster, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PANIC_THRESHOLD_PERCENT,
+    DiscoveryType, Endpoint, HealthStatus, LbPolicy, Thresholds, UpstreamProtocol,
+};
+
+const HTTP_OPTIONS_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+const HTTP_OPTIONS_TYPE_URL: &str =
+    "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// Envoy: a locality's `priority` is at most 128.
+const MAX_PRIORITY: u32 = 128;
+
+const DISCOVERY_TYPES: &[EnumValue<DiscoveryType>] = &[
+    ("STATIC", 0, Some(DiscoveryType::Static)),
+    ("STRICT_DNS", 1, Some(DiscoveryType::StrictDns)),
+    ("LOGICAL_DNS", 2, Some(DiscoveryType::LogicalDns)),
+    ("EDS", 3, None),
+    ("ORIGINAL_DST", 4, None),
+];
+
+const LB_POLICIES: &[EnumValue<LbPolicy>] = &[
+    ("ROUND_ROBIN", 0, Some(LbPolicy::RoundRobin)),
+    ("LEAST_REQUEST", 1, Some(LbPolicy::LeastRequest)),
+    ("RING_HASH", 2, None),
+    ("RANDOM", 3, Some(LbPolicy::Random)),
+    ("MAGLEV", 5, None),
+    ("CLUSTER_PROVIDED", 6, None),
+    ("LOAD_BALANCING_POLICY_CONFIG", 7, None),
+];
+
+const HEALTH_STATUSES: &[EnumValue<HealthStatus>] = &[
+    ("UNKNOWN", 0, Some(HealthStatus::Unknown)),
+    ("HEALTHY", 1, Some(HealthStatus::Healthy)),
+    ("UNHEALTHY", 2, Some(HealthStatus::Unhealthy)),
+    ("DRAINING", 3, Some(HealthStatus::Draining)),
+    ("TIMEOUT", 4, Some(HealthStatus::Timeout)),
+    ("DEGRADED", 5, Some(HealthStatus::Degraded)),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoutingPriority {
+    Default,
+    High,
+}
+
+const ROUTING_PRIORITIES: &[EnumValue<RoutingPriority>] = &[
+    ("DEFAULT", 0, Some(RoutingPriority::Default)),
+    ("HIGH", 1, Some(RoutingPriority::High)),
+];
+
+/// Decodes one `static_resources.clusters[]` entry, claiming its name.
+pub(super) fn decode<'a>(
+    sink: &mut Sink,
+    node: &Node<'a>,
+    names: &mut UniqueNames<'a>,
+) -> Option<Cluster> {
+    let cluster = node.open(sink, &CLUSTER)?;
+    let name = cluster.require(sink, "name").and_then(|node| {
+        let name = node.non_empty_string(sink)?;
+        names.claim(sink, name, node.place());
+        Some(name.to_string())
+    });
+    let discovery = if cluster.has("cluster_type") {
+        None // reported as unsupported
+    } else {
+        cluster.optional(sink, "type", DiscoveryType::Static, |node, sink| {
+            node.enumeration(sink, DISCOVERY_TYPES)
+        })
+    };
+    let connect_timeout = cluster.optional(
+        sink,
+        "connect_timeout",
+        DEFAULT_CONNECT_TIMEOUT,
+        |node, sink| {
+            let timeout = node.duration(sink)?;
+            if timeout.is_zero() {
+                node.report(sink, "connect_timeout must be more than 0s");
+                return None;
+            }
+            Some(timeout)
+        },
+    );
+    let lb_policy = cluster.optional(sink, "lb_policy", LbPolicy::RoundRobin, |node, sink| {
+        node.enumeration(sink, LB_POLICIES)
+    });
+    let endpoints = cluster.optional(sink, "load_assignment", vec![], |node, sink| {
+        load_assignment(sink, node, discovery)
+    });
+    let protocol = upstream_protocol(sink, &cluster);
+    let healthy_panic_threshold = cluster.optional(
+        sink,
+        "common_lb_config",
+        DEFAULT_PANIC_THRESHOLD_PERCENT,
+        panic_threshold,
+    );
+    let circuit_breakers = cluster.optional(
+        sink,
+        "circuit_breakers",
+        CircuitBreakers::default(),
+        circuit_breakers,
+    );
+    Some(Cluster {
+        name: name?,
+        discovery: discovery?,
+        connect_timeout: connect_timeout?,
+        lb_policy: lb_policy?,
+        endpoints: endpoints?,
+        protocol: protocol?,
+        healthy_panic_threshold: healthy_panic_threshold?,
+        circuit_breakers: circuit_breakers?,
+    })
+}
+
+/// `load_assignment`, flattened: every `lb_endpoints[]` entry carries its
+/// locality's priority. `discovery` is `None` when the type was invalid.
+fn load_assignment(
+    sink: &mut Sink,
+    node: &Node<'_>,
+    discovery: Option<DiscoveryType>,
+) -> Option<Vec<Endpoint>> {
+    let assignment = node.open(sink, &CLUSTER_LOAD_ASSIGNMENT)?;
+    // Envoy requires cluster_name; for a static cluster it has no other use.
+    let cluster_name = assignment
+        .require(sink, "cluster_name")
+        .and_then(|node| node.non_empty_string(sink));
+    let localities = assignment.optional(sink, "endpoints", vec![], |list, sink| {
+        each(sink, list, |sink, item| locality(sink, item, discovery))
+    });
+    cluster_name?;
+    let endpoints: Vec<Endpoint> = localities?.into_iter().flatten().collect();
+    if discovery == Some(DiscoveryType::LogicalDns) && endpoints.len() != 1 {
+        let at = assignment.place().absent("endpoints");
+        sink.report(
+            &at,
+            format!(
+                "a LOGICAL_DNS cluster needs exactly one endpoint (Envoy's rule); found {}",
+                endpoints.len()
+            ),
+        );
+        return None;
+    }
+    Some(endpoints)
+}
+
+fn locality(
+    sink: &mut Sink,
+    node: &Node<'_>,
+    discovery: Option<DiscoveryType>,
+) -> Option<Vec<Endpoint>> {
+    let locality = node.open(sink, &LOCALITY_LB_ENDPOINTS)?;
+    let priority = locality.optional(sink, "priority", 0, |node, sink| {
+        let priority = node.u32(sink)?;
+        if priority > MAX_PRIORITY {
+            let message = format!("priority {priority} is out of range: at most {MAX_PRIORITY}");
+            node.report(sink, message);
+            return None;
+        }
+        Some(priority)
+    });
+    let endpoints = locality.optional(sink, "lb_endpoints", vec![], |list, sink| {
+        each(sink, list, |sink, item| {
+            lb_endpoint(sink, item, priority.unwrap_or(0), discovery)
+        })
+    });
+    priority?;
+    endpoints
+}
+
+fn lb_endpoint(
+    sink: &mut Sink,
+    node: &Node<'_>,
+    priority: u32,
+    discovery: Option<DiscoveryType>,
+) -> Option<Endpoint> {
+    let lb_endpoint = node.open(sink, &LB_ENDPOINT)?;
+    let endpoint = if lb_endpoint.has("endpoint_name") {
+        None // reported as unsupported
+    } else {
+        lb_endpoint
+            .require(sink, "endpoint")
+            .and_then(|node| endpoint(sink, &node, discovery))
+    };
+    let weight = lb_endpoint.optional(sink, "load_balancing_weight", 1, |node, sink| {
+        let weight = node.u32_wrapper(sink)?;
+        if weight == 0 {
+            node.report(sink, "load_balancing_weight must be at least 1");
+            return None;
+        }
+        Some(weight)
+    });
+    let health_status = lb_endpoint.optional(
+        sink,
+        "health_status",
+        HealthStatus::Unknown,
+        |node, sink| node.enumeration(sink, HEALTH_STATUSES),
+    );
+    let (host, port, health_check_port) = endpoint?;
+    Some(Endpoint {
+        host,
+        port,
+        priority,
+        weight: weight?,
+        health_status: health_status?,
+        health_check_port,
+    })
+}
+
+/// An `endpoint`: host, port and the health-check port override.
+fn endpoint(
+    sink: &mut Sink,
+    node: &Node<'_>,
+    discovery: Option<DiscoveryType>,
+) -> Option<(String, u16, Option<u16>)> {
+    let endpoint = node.open(sink, &ENDPOINT)?;
+    let address = endpoint.require(sink, "address").and_then(|node| {
+        let address = socket_address(sink, &node)?;
+        let mut valid = true;
+        if address.port == 0 {
+            sink.report(
+                &address.port_place,
+                "an endpoint needs a port; 0 is not one",
+            );
+            valid = false;
+        }
+        let is_ip = address.host.parse::<IpAddr>().is_ok();
+        if discovery == Some(DiscoveryType::Static) && !is_ip {
+            let message = format!(
+                "\"{}\" is not an IP address; a STATIC cluster's endpoints must be IP \
+                 literals (use STRICT_DNS or LOGICAL_DNS for host names)",
+                address.host
+            );
+            sink.report(&address.host_place, message);
+            valid = false;
+        } else if !is_ip && !is_dns_name(address.host) {
+            let message = format!(
+                "\"{}\" is neither an IP address nor a DNS name",
+                address.host
+            );
+            sink.report(&address.host_place, message);
+            valid = false;
+        }
+        valid.then(|| (address.host.to_string(), address.port))
+    });
+    let health_check_port = endpoint.optional(sink, "health_check_config", None, |node, sink| {
+        let config = node.open(sink, &HEALTH_CHECK_CONFIG)?;
+        // Envoy: port 0 (the default) means "check on the serving port".
+        config.optional(sink, "port_value", None, |node, sink| {
+            port_number(sink, node).map(|port| (port != 0).then_some(port))
+        })
+    });
+    let (host, port) = address?;
+    Some((host, port, health_check_port?))
+}
+
+fn is_dns_name(host: &str) -> bool {
+    // A fully qualified name may end in one dot.
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The upstream protocol from `typed_extension_protocol_options` or the older
+/// `http2_protocol_options`; naming it both ways is ambiguous and rejected.
+fn upstream_protocol(sink: &mut Sink, cluster: &Object<'_>) -> Option<UpstreamProtocol> {
+    let from_extension = cluster.optional(
+        sink,
+        "typed_extension_protocol_options",
+        None,
+        |node, sink| typed_protocol_options(sink, node),
+    );
+    let legacy = cluster.get("http2_protocol_options");
+    let from_legacy = legacy.as_ref().map(|node| {
+        node.open(sink, &HTTP2_PROTOCOL_OPTIONS)
+            .map(|_| UpstreamProtocol::Http2)
+    });
+    match (from_extension?, from_legacy) {
+        (Some(_), Some(_)) => {
+            if let Some(legacy) = legacy {
+                legacy.report(
+                    sink,
+                    format!(
+                        "\"http2_protocol_options\" conflicts with the {HTTP_OPTIONS_KEY} entry \
+                         of typed_extension_protocol_options; keep only the latter"
+                    ),
+                );
+            }
+            None
+        }
+        (Some(protocol), None) => Some(protocol),
+        (None, Some(legacy)) => legacy,
+        (None, None) => Some(UpstreamProtocol::Http1),
+    }
+}
+
+/// `typed_extension_protocol_options`: `Some(None)` when it names no HTTP options.
+fn typed_protocol_options(sink: &mut Sink, node: &Node<'_>) -> Option<Option<UpstreamProtocol>> {
+    let mut protocol = None;
+    let mut valid = true;
+    for (key, options) in node.map(sink)? {
+        if key == HTTP_OPTIONS_KEY {
+            protocol = http_protocol_options(sink, &options);
+            valid &= protocol.is_some();
+        } else {
+            let message = format!(
+                "protocol options \"{key}\" are not supported by hale; only {HTTP_OPTIONS_KEY}"
+            );
+            options.report(sink, message);
+            valid = false;
+        }
+    }
+    valid.then_some(protocol)
+}
+
+fn http_protocol_options(sink: &mut Sink, node: &Node<'_>) -> Option<UpstreamProtocol> {
+    let options = node.open_any(sink, HTTP_OPTIONS_TYPE_URL, &UPSTREAM_HTTP_PROTOCOL_OPTIONS)?;
+    if options.has("use_downstream_protocol_config") || options.has("auto_config") {
+        return None; // reported as unsupported
+    }
+    let explicit = options.require(sink, "explicit_http_config")?;
+    let explicit = explicit.open(sink, &EXPLICIT_HTTP_CONFIG)?;
+    const PROTOCOLS: &[&str] = &[
+        "http_protocol_options",
+        "http2_protocol_options",
+        "http3_protocol_options",
+    ];
+    let missing =
+        "explicit_http_config needs \"http_protocol_options\" or \"http2_protocol_options\"";
+    match one_of(sink, &explicit, PROTOCOLS, missing)? {
+        ("http_protocol_options", node) => node
+            .open(sink, &HTTP1_PROTOCOL_OPTIONS)
+            .map(|_| UpstreamProtocol::Http1),
+        ("http2_protocol_options", node) => node
+            .open(sink, &HTTP2_PROTOCOL_OPTIONS)
+            .map(|_| UpstreamProtocol::Http2),
+        _ => None, // http3: reported as unsupported
+    }
+}
+
+/// `common_lb_config` → `healthy_panic_threshold.value`, a percentage.
+fn panic_threshold(node: &Node<'_>, sink: &mut Sink) -> Option<f64> {
+    let config = node.open(sink, &COMMON_LB_CONFIG)?;
+    config.optional(
+        sink,
+        "healthy_panic_threshold",
+        DEFAULT_PANIC_THRESHOLD_PERCENT,
+        |node, sink| {
+            let percent = node.open(sink, &PERCENT)?;
+            // proto3: an unset `value` is 0, which disables panic mode.
+            percent.optional(sink, "value", 0.0, |node, sink| {
+                let value = node.f64(sink)?;
+                if (0.0..=100.0).contains(&value) {
+                    Some(value)
+                } else {
+                    node.report(
+                        sink,
+                        format!("{value} is out of range: a percentage is 0 to 100"),
+                    );
+                    None
+                }
+            })
+        },
+    )
+}
+
+fn circuit_breakers(node: &Node<'_>, sink: &mut Sink) -> Option<CircuitBreakers> {
+    let breakers = node.open(sink, &CIRCUIT_BREAKERS)?;
+    let mut seen = Vec::new();
+    let thresholds = breakers.optional(sink, "thresholds", vec![], |list, sink| {
+        each(sink, list, |sink, item| {
+            let (priority, thresholds) = threshold_entry(sink, item)?;
+            if seen.contains(&priority) {
+                item.report(sink, "a second thresholds entry for the same priority");
+                return None;
+            }
+            seen.push(priority);
+            Some((priority, thresholds))
+        })
+    })?;
+    let mut decoded = CircuitBreakers::default();
+    for (priority, thresholds) in thresholds {
+        match priority {
+            RoutingPriority::Default => decoded.default = thresholds,
+            RoutingPriority::High => decoded.high = thresholds,
+        }
+    }
+    Some(decoded)
+}
+
+fn threshold_entry(sink: &mut Sink, node: &Node<'_>) -> Option<(RoutingPriority, Thresholds)> {
+    let entry = node.open(sink, &THRESHOLDS)?;
+    let defaults = Thresholds::default();
+    let priority = entry.optional(sink, "priority", RoutingPriority::Default, |node, sink| {
+        node.enumeration(sink, ROUTING_PRIORITIES)
+    });
+    let mut limit = |name: &str, default: u32| {
+        entry.optional(sink, name, default, |node, sink| node.u32_wrapper(sink))
+    };
+    let max_connections = limit("max_connections", defaults.max_connections);
+    let max_pending_requests = limit("max_pending_requests", defaults.max_pending_requests);
+    let max_requests = limit("max_requests", defaults.max_requests);
+    let max_retries = limit("max_retries", defaults.max_retries);
+    Some((
+        priority?,
+        Thresholds {
+            max_connections: max_connections?,
+            max_pending_requests: max_pending_requests?,
+            max_requests: max_requests?,
+            max_retries: max_retries?,
+        },
+    ))
+}

@@ -1,0 +1,163 @@
+//! The `hale` command: Envoy's flags where Envoy has them, then
+//! [`hale::start`] and a wait for SIGTERM, SIGINT or `/quitquitquit`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use hale::config::{self, Overrides};
+use hale::server::{DEFAULT_DRAIN_TIME, Options, default_concurrency};
+
+/// hale: a reverse proxy that reads Envoy's v3 configuration and tells the
+/// truth about the health of what is behind it, and about its own.
+#[derive(Debug, Parser)]
+#[command(name = "hale", version, about, long_about = None)]
+struct Cli {
+    /// The Envoy v3 bootstrap to run (YAML, or JSON by a .json extension).
+    #[arg(
+        short = 'c',
+        long = "config-path",
+        visible_alias = "config",
+        value_name = "FILE"
+    )]
+    config_path: PathBuf,
+
+    /// `serve` runs; `validate` checks the file, prints the outcome and exits.
+    #[arg(long, value_enum, default_value_t = Mode::Serve)]
+    mode: Mode,
+
+    /// Data-path worker threads (default: the CPUs this process may run on).
+    #[arg(long)]
+    concurrency: Option<usize>,
+
+    /// trace, debug, info, warning (warn), error, critical or off.
+    #[arg(short = 'l', long = "log-level", default_value = "info")]
+    log_level: String,
+
+    /// Longest wait, in seconds, for in-flight requests when shutting down.
+    #[arg(long = "drain-time-s", value_name = "SECONDS")]
+    drain_time_s: Option<u64>,
+
+    /// After binding, write the admin's host:port to this file.
+    #[arg(long = "admin-address-path", value_name = "FILE")]
+    admin_address_path: Option<PathBuf>,
+
+    /// Overrides node.cluster of the bootstrap.
+    #[arg(long = "service-cluster")]
+    service_cluster: Option<String>,
+
+    /// Overrides node.id of the bootstrap.
+    #[arg(long = "service-node")]
+    service_node: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Serve,
+    Validate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli.log_level) {
+        eprintln!("hale: {e:#}");
+        return ExitCode::from(1);
+    }
+    let overrides = Overrides {
+        service_node: cli.service_node.clone(),
+        service_cluster: cli.service_cluster.clone(),
+    };
+    let bootstrap = match config::load(&cli.config_path, &overrides) {
+        Ok(b) => b,
+        Err(errors) => {
+            eprintln!(
+                "hale: configuration '{}' is invalid ({} error{}):",
+                cli.config_path.display(),
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" }
+            );
+            for e in errors.iter() {
+                eprintln!("  {e}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    if cli.mode == Mode::Validate {
+        println!("configuration '{}' OK", cli.config_path.display());
+        return ExitCode::SUCCESS;
+    }
+    match serve(&cli, bootstrap) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("hale: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(cli: &Cli, bootstrap: config::Bootstrap) -> anyhow::Result<()> {
+    let options = Options {
+        config_path: cli.config_path.clone(),
+        concurrency: cli.concurrency.unwrap_or_else(default_concurrency).max(1),
+        log_level: cli.log_level.clone(),
+        drain_time: cli
+            .drain_time_s
+            .map_or(DEFAULT_DRAIN_TIME, Duration::from_secs),
+        admin_address_path: cli.admin_address_path.clone(),
+        service_cluster: cli.service_cluster.clone(),
+        service_node: cli.service_node.clone(),
+    };
+    let running = hale::start(bootstrap, &options)?;
+    if let (Some(path), Some(addr)) = (&options.admin_address_path, running.admin) {
+        std::fs::write(path, addr.to_string())
+            .with_context(|| format!("cannot write the admin address to {}", path.display()))?;
+    }
+    for (name, addr) in &running.listeners {
+        tracing::info!(listener = %name, address = %addr, "listening");
+    }
+    if let Some(admin) = running.admin {
+        tracing::info!(address = %admin, "admin listening");
+    }
+
+    let quit = running.quit_requested();
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?;
+    let reason = signals.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok::<_, std::io::Error>(tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            () = quit.cancelled() => "/quitquitquit",
+        })
+    })?;
+    tracing::info!(reason, "shutting down");
+    running.shutdown();
+    running.wait();
+    Ok(())
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    let directive = match level.to_ascii_lowercase().as_str() {
+        "warning" => "warn".to_string(),
+        "critical" => "error".to_string(),
+        other @ ("trace" | "debug" | "info" | "warn" | "error" | "off") => other.to_string(),
+        other => anyhow::bail!(
+            "invalid --log-level '{other}': expected trace, debug, info, warning, error, critical or off"
+        ),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&directive))
+        .context("invalid log filter")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}

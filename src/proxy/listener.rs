@@ -1,0 +1,200 @@
+//! Accepting connections and serving HTTP/1.1 and HTTP/2 on them.
+//!
+//! Owns: the accept loop, one task per connection, the connection's idle
+//! timeout, header size limits, and stopping on shutdown: stop accepting,
+//! then ask every connection to finish (HTTP/1.1 `Connection: close` after
+//! the in-flight response, HTTP/2 GOAWAY), tracked so the caller can wait.
+//! Must not touch: what a request does (that is `proxy::handle`).
+//!
+//! The accepted stream is generic at the `serve_connection` boundary, so
+//! TLS can wrap it later.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::snapshot::{HttpStats, Snapshot};
+use super::{Downstream, handle};
+use crate::config::model::{Codec, HttpConnectionManager};
+
+/// hyper's smallest allowed HTTP/1 read buffer.
+const MIN_H1_BUFFER: usize = 8192;
+
+/// In-flight bookkeeping of one downstream connection, for its idle timeout.
+#[derive(Debug)]
+pub struct ConnectionState {
+    // Requests in flight on this connection: +1 when a request starts,
+    // -1 when its response ends (written by request tasks, read by the
+    // connection task).
+    active: AtomicUsize,
+    // Milliseconds since `epoch` when the last response ended.
+    last_done_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl ConnectionState {
+    fn new() -> Self {
+        Self {
+            active: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// A request started on this connection.
+    pub fn request_started(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request's response ended.
+    pub fn request_finished(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_done_ms.store(now, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// How long the connection has had nothing in flight; `None` while busy.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed));
+        Some(self.epoch.elapsed().saturating_sub(last))
+    }
+}
+
+/// Everything a listener's connections share.
+#[derive(Debug, Clone)]
+pub struct ListenerShared {
+    /// Index of this listener in the world.
+    pub index: usize,
+    /// The published world.
+    pub snapshot: Snapshot,
+    /// This listener's connection manager settings (fixed for its lifetime).
+    pub hcm: Arc<HttpConnectionManager>,
+    /// Its stats.
+    pub stats: Arc<HttpStats>,
+}
+
+/// Accepts until `shutdown`, serving each connection on its own task
+/// registered in `tracker`.
+pub async fn serve(
+    listener: TcpListener,
+    shared: ListenerShared,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let builder = Arc::new(http_builder(&shared.hcm));
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let builder = Arc::clone(&builder);
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    serve_connection(stream, peer, shared, &builder, shutdown).await;
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly
+                // rather than spin; the listener itself is still good.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn http_builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
+    let header_bytes = (hcm.max_request_headers_kb as usize).saturating_mul(1024);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(header_bytes.max(MIN_H1_BUFFER));
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(header_bytes).unwrap_or(u32::MAX));
+    match hcm.codec {
+        Codec::Auto => builder,
+        Codec::Http1 => builder.http1_only(),
+        Codec::Http2 => builder.http2_only(),
+    }
+}
+
+/// Serves one connection until it closes, idles out or shutdown finishes it.
+pub async fn serve_connection<S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    shared: ListenerShared,
+    builder: &auto::Builder<TokioExecutor>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    shared.stats.downstream_cx_total.inc();
+    shared.stats.downstream_cx_active.inc();
+    let state = Arc::new(ConnectionState::new());
+    let from = Downstream {
+        listener: shared.index,
+        peer,
+        connection: Arc::clone(&state),
+    };
+    let snapshot = shared.snapshot.clone();
+    let service = service_fn(move |req: http::Request<Incoming>| {
+        let snapshot = snapshot.clone();
+        let from = from.clone();
+        async move { Ok::<_, Infallible>(handle(&snapshot, &from, req).await) }
+    });
+
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let idle_timeout = shared.hcm.idle_timeout;
+    let idle_check = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX));
+    tokio::pin!(idle_check);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+                }
+                break;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = &mut idle_check, if !closing && idle_timeout.is_some() => {
+                let timeout = idle_timeout.unwrap_or(Duration::MAX);
+                match state.idle_for() {
+                    Some(idle) if idle >= timeout => {
+                        closing = true;
+                        shared.stats.downstream_cx_idle_timeout.inc();
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    Some(idle) => idle_check.as_mut().reset(Instant::now() + (timeout - idle)),
+                    None => idle_check.as_mut().reset(Instant::now() + timeout),
+                }
+            }
+        }
+    }
+    shared.stats.downstream_cx_active.dec();
+    shared.stats.downstream_cx_destroy.inc();
+}

@@ -1,0 +1,343 @@
+//! The data path. One request, in phase order:
+//!
+//! ```text
+//!  accept ─▶ route ─▶ (filters) ─▶ pick ─▶ forward ─▶ observe ─▶ log
+//!  listener  router    later       cluster  pool       stats      tracing
+//!            │ direct_response / no route: local reply (error.rs)
+//!            └ no usable host: 503 "no healthy upstream"
+//! ```
+//!
+//! Owns: the order of those phases and the header rules of a proxy hop
+//! (hop-by-hop removal, `x-forwarded-*`, `x-request-id`,
+//! `x-envoy-upstream-service-time`).
+//! Must not touch: the control plane (admin, reload): it only loads the
+//! published snapshot, once per request.
+
+pub mod balancer;
+pub mod body;
+pub mod cluster;
+pub mod headers;
+pub mod listener;
+pub mod pool;
+pub mod router;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::header::HOST;
+use http::{HeaderValue, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::error::{LocalReply, is_grpc};
+use body::{RequestBody, ResponseBody, ResponseDone};
+use cluster::{Cluster, Host};
+use listener::ConnectionState;
+use pool::SendError;
+use router::RequestView;
+use snapshot::{ForwardRoute, HttpStats, RouteTarget, Snapshot};
+
+/// What a request handler knows about where the request came from.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// Index of the listener in the world.
+    pub listener: usize,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The connection's idle/active bookkeeping.
+    pub connection: Arc<ConnectionState>,
+}
+
+/// Handles one request end to end and returns what the client gets.
+pub async fn handle(
+    snapshot: &Snapshot,
+    from: &Downstream,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    // Route: one snapshot load; keep only the handles the request needs.
+    let (target, stats, hcm) = {
+        let world = snapshot.load();
+        let Some(listener) = world.listeners.get(from.listener) else {
+            return LocalReply::NoRoute.into_response(is_grpc(req.headers()));
+        };
+        let stats = Arc::clone(&listener.stats);
+        let hcm = HopSettings {
+            use_remote_address: listener.config.http.use_remote_address,
+        };
+        let authority = authority_of(&req);
+        let view = RequestView {
+            authority,
+            path: req.uri().path(),
+            path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            method: req.method(),
+            scheme: "http",
+            headers: req.headers(),
+        };
+        let target = listener.router.route(&view).map(|m| match m.target {
+            RouteTarget::Forward(f) => Target::Forward(Arc::clone(f)),
+            RouteTarget::Direct(d) => Target::Direct(LocalReply::Direct {
+                status: d.status,
+                body: d.body.clone(),
+            }),
+        });
+        (target, stats, hcm)
+    };
+
+    stats.downstream_rq_total.inc();
+    stats.downstream_rq_active.inc();
+    match req.version() {
+        Version::HTTP_2 => stats.downstream_rq_http2_total.inc(),
+        _ => stats.downstream_rq_http1_total.inc(),
+    }
+    from.connection.request_started();
+    let end = RequestEnd {
+        stats,
+        connection: Arc::clone(&from.connection),
+        upstream: None,
+    };
+
+    let grpc = is_grpc(req.headers());
+    let reply = match target {
+        None => {
+            end.stats.no_route.inc();
+            LocalReply::NoRoute
+        }
+        Some(Target::Direct(reply)) => {
+            end.stats.rq_direct_response.inc();
+            reply
+        }
+        Some(Target::Forward(route)) => {
+            return forward(route, from, hcm, req, end).await;
+        }
+    };
+    let resp = reply.into_response(grpc);
+    end.finish_local(resp)
+}
+
+enum Target {
+    Forward(Arc<ForwardRoute>),
+    Direct(LocalReply),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct HopSettings {
+    use_remote_address: bool,
+}
+
+/// Pick, forward, observe.
+async fn forward(
+    route: Arc<ForwardRoute>,
+    from: &Downstream,
+    hop: HopSettings,
+    req: Request<Incoming>,
+    mut end: RequestEnd,
+) -> Response<ResponseBody> {
+    let grpc = is_grpc(req.headers());
+    let cluster = &route.cluster;
+
+    // Pick.
+    let Some(host) = cluster.pick().cloned() else {
+        cluster.stats.upstream_cx_none_healthy.inc();
+        return end.finish_local(LocalReply::NoHealthyUpstream.into_response(grpc));
+    };
+
+    // Forward.
+    let upstream_req = upstream_request(&route, from, hop, host.pool.protocol(), req);
+    cluster.stats.upstream_rq_total.inc();
+    cluster.stats.upstream_rq_active.inc();
+    host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+    host.stats.rq_active.fetch_add(1, Ordering::Relaxed);
+    end.upstream = Some(UpstreamEnd {
+        cluster: Arc::clone(cluster),
+        host: Arc::clone(&host),
+        sender: None,
+    });
+
+    let started = Instant::now();
+    let deadline = route.action.timeout.map(|t| started + t);
+    let sent = match deadline {
+        Some(deadline) => {
+            match tokio::time::timeout_at(deadline, host.pool.send(upstream_req)).await {
+                Ok(result) => result,
+                Err(_elapsed) => {
+                    cluster.stats.upstream_rq_timeout.inc();
+                    host.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+                    return end.finish_failed(LocalReply::UpstreamTimeout, grpc);
+                }
+            }
+        }
+        None => host.pool.send(upstream_req).await,
+    };
+
+    // Observe.
+    let (mut resp, sender) = match sent {
+        Ok(ok) => ok,
+        Err(e) => {
+            let reply = match &e {
+                SendError::ConnectTimeout | SendError::Connect(_) => {
+                    LocalReply::UpstreamConnect(e.to_string())
+                }
+                SendError::Http(_) => {
+                    cluster.stats.upstream_rq_rx_reset.inc();
+                    LocalReply::UpstreamReset(format!("connection termination, {e}"))
+                }
+            };
+            tracing::debug!(cluster = cluster.name(), host = %host.address, error = %e, "upstream request failed");
+            return end.finish_failed(reply, grpc);
+        }
+    };
+    let status = resp.status().as_u16();
+    cluster.stats.upstream_rq.record(status);
+    let counter = if status >= 500 {
+        &host.stats.rq_error
+    } else {
+        &host.stats.rq_success
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    if let Some(u) = end.upstream.as_mut() {
+        u.sender = sender;
+    }
+
+    let elapsed_ms = started.elapsed().as_millis();
+    headers::strip_hop_by_hop(resp.headers_mut());
+    let rh = resp.headers_mut();
+    rh.insert(
+        "x-envoy-upstream-service-time",
+        HeaderValue::from(elapsed_ms as u64),
+    );
+    rh.insert(http::header::SERVER, HeaderValue::from_static("hale"));
+    end.stats.downstream_rq.record(status);
+
+    let (parts, incoming) = resp.into_parts();
+    let body_deadline = deadline.map(tokio::time::sleep_until);
+    Response::from_parts(
+        parts,
+        ResponseBody::upstream(incoming, body_deadline, Box::new(end)),
+    )
+}
+
+/// Builds the upstream request: rewritten path, authority, proxy headers.
+fn upstream_request(
+    route: &ForwardRoute,
+    from: &Downstream,
+    hop: HopSettings,
+    protocol: crate::config::model::UpstreamProtocol,
+    req: Request<Incoming>,
+) -> Request<RequestBody> {
+    let (mut parts, body) = req.into_parts();
+    let authority: Option<HeaderValue> = match &route.action.host_rewrite_literal {
+        Some(literal) => HeaderValue::from_str(literal).ok(),
+        None => parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        }),
+    };
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let rewritten = route
+        .action
+        .prefix_rewrite
+        .as_deref()
+        .map(|rw| router::rewrite_path(&route.matcher, rw, path_and_query));
+    let path = rewritten.as_deref().unwrap_or(path_and_query);
+
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::set_forwarding(&mut parts.headers, from.peer, hop.use_remote_address);
+    if let Some(timeout) = route.action.timeout {
+        parts.headers.insert(
+            "x-envoy-expected-rq-timeout-ms",
+            HeaderValue::from(timeout.as_millis() as u64),
+        );
+    }
+
+    match protocol {
+        crate::config::model::UpstreamProtocol::Http1 => {
+            parts.version = Version::HTTP_11;
+            parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+            if let Some(a) = authority {
+                parts.headers.insert(HOST, a);
+            }
+        }
+        crate::config::model::UpstreamProtocol::Http2 => {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(HOST);
+            let auth = authority
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("localhost");
+            parts.uri = Uri::builder()
+                .scheme("http")
+                .authority(auth)
+                .path_and_query(path)
+                .build()
+                .unwrap_or_else(|_| Uri::from_static("/"));
+        }
+    }
+    Request::from_parts(parts, RequestBody::Streaming { body })
+}
+
+/// The request's host: `:authority` for HTTP/2, `Host` for HTTP/1.1.
+fn authority_of<B>(req: &Request<B>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("")
+}
+
+/// The accounting that ends with the response: downstream gauges, the
+/// connection's idle clock and, for a forwarded request, the upstream's
+/// in-flight counts and the HTTP/1.1 connection's return to its pool.
+struct RequestEnd {
+    stats: Arc<HttpStats>,
+    connection: Arc<ConnectionState>,
+    upstream: Option<UpstreamEnd>,
+}
+
+struct UpstreamEnd {
+    cluster: Arc<Cluster>,
+    host: Arc<Host>,
+    sender: Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
+}
+
+impl RequestEnd {
+    /// Ends a request answered locally before anything went upstream.
+    fn finish_local(self, resp: Response<ResponseBody>) -> Response<ResponseBody> {
+        self.stats.downstream_rq.record(resp.status().as_u16());
+        self.complete(true);
+        resp
+    }
+
+    /// Ends a request whose upstream attempt failed.
+    fn finish_failed(self, reply: LocalReply, grpc: bool) -> Response<ResponseBody> {
+        if let Some(u) = &self.upstream {
+            u.cluster.stats.upstream_rq.record(reply.status().as_u16());
+            u.host.stats.rq_error.fetch_add(1, Ordering::Relaxed);
+        }
+        self.finish_local(reply.into_response(grpc))
+    }
+}
+
+impl ResponseDone for RequestEnd {
+    fn done(self: Box<Self>, completed: bool) {
+        (*self).complete(completed);
+    }
+}
+
+impl RequestEnd {
+    fn complete(self, completed: bool) {
+        self.stats.downstream_rq_active.dec();
+        self.connection.request_finished();
+        if let Some(u) = self.upstream {
+            u.cluster.stats.upstream_rq_active.dec();
+            u.cluster.stats.upstream_rq_completed.inc();
+            u.host.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
+            if completed && let Some(sender) = u.sender {
+                u.host.pool.give_back(sender);
+            }
+        }
+    }
+}

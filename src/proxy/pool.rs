@@ -1,0 +1,283 @@
+//! Upstream connections of one host: dial with the cluster's connect
+//! timeout, keep HTTP/1.1 connections idle for reuse, share one HTTP/2
+//! connection among streams, and count every connection.
+//!
+//! Owns: connection lifetime and the per-host/per-cluster connection stats
+//! (`cx_total`, `cx_active`, `cx_connect_fail`). The only locks on the data
+//! path live here, held for a push or a pop, never across an `.await`.
+//! Must not touch: routing, balancing or health decisions.
+//!
+//! The dialer is generic (`Dial`), so upstream TLS can wrap the TCP stream
+//! later without touching the pool.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use super::body::RequestBody;
+use crate::config::model::UpstreamProtocol;
+use crate::stats::{Counter, Gauge};
+
+/// How many idle HTTP/1.1 connections one host keeps at most.
+const MAX_IDLE_PER_HOST: usize = 256;
+
+/// Why a request could not be handed to the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Dialing timed out (`connect_timeout`).
+    #[error("connection timeout")]
+    ConnectTimeout,
+    /// Dialing failed (refused, unreachable…).
+    #[error("connection failure, transport failure reason: {0}")]
+    Connect(io::Error),
+    /// The HTTP handshake or exchange failed before response headers.
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+}
+
+impl SendError {
+    /// True when no connection was made (the request never left hale).
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(self, SendError::ConnectTimeout | SendError::Connect(_))
+    }
+}
+
+/// Connection counters of one host and of its cluster, bumped together.
+#[derive(Debug, Clone)]
+pub struct ConnStats {
+    /// Per-host `cx_total`.
+    pub host_cx_total: Arc<std::sync::atomic::AtomicU64>,
+    /// Per-host `cx_active`.
+    pub host_cx_active: Arc<std::sync::atomic::AtomicI64>,
+    /// Per-host `cx_connect_fail`.
+    pub host_cx_connect_fail: Arc<std::sync::atomic::AtomicU64>,
+    /// `cluster.<name>.upstream_cx_total`.
+    pub cx_total: Counter,
+    /// `cluster.<name>.upstream_cx_active`.
+    pub cx_active: Gauge,
+    /// `cluster.<name>.upstream_cx_connect_fail`.
+    pub cx_connect_fail: Counter,
+    /// `cluster.<name>.upstream_cx_connect_timeout`.
+    pub cx_connect_timeout: Counter,
+    /// `cluster.<name>.upstream_cx_http1_total` / `upstream_cx_http2_total`.
+    pub cx_protocol_total: Counter,
+}
+
+/// Ends a connection's accounting when the connection task ends.
+struct LiveConnection(ConnStats);
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.host_cx_active.fetch_sub(1, Relaxed);
+        self.0.cx_active.dec();
+    }
+}
+
+/// The pool of one host.
+#[derive(Debug)]
+pub struct HostPool {
+    address: SocketAddr,
+    protocol: UpstreamProtocol,
+    connect_timeout: Duration,
+    stats: ConnStats,
+    // Idle HTTP/1.1 senders, most recently used last (LIFO keeps warm
+    // connections warm). Pushed when a response ends, popped per request.
+    idle: Mutex<Vec<http1::SendRequest<RequestBody>>>,
+    // The shared HTTP/2 connection, replaced when it closes.
+    shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    // Serialises HTTP/2 dials so a burst does not open one per request.
+    h2_dial: tokio::sync::Mutex<()>,
+}
+
+impl HostPool {
+    /// An empty pool for `address`.
+    pub fn new(
+        address: SocketAddr,
+        protocol: UpstreamProtocol,
+        connect_timeout: Duration,
+        stats: ConnStats,
+    ) -> Self {
+        Self {
+            address,
+            protocol,
+            connect_timeout,
+            stats,
+            idle: Mutex::new(Vec::new()),
+            shared_h2: Mutex::new(None),
+            h2_dial: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The upstream protocol.
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
+    }
+
+    /// Sends `req` on a pooled or new connection and waits for the response
+    /// headers. Returns the HTTP/1.1 sender to hand back when the body ends.
+    pub async fn send(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
+        match self.protocol {
+            UpstreamProtocol::Http1 => self.send_h1(req).await,
+            UpstreamProtocol::Http2 => {
+                let mut sender = self.h2_sender().await?;
+                let resp = sender.send_request(req).await?;
+                Ok((resp, None))
+            }
+        }
+    }
+
+    async fn send_h1(
+        &self,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
+        // Idle connections may have been closed by the upstream since they
+        // were parked; a request that was not written is tried on the next.
+        while let Some(mut sender) = self.pop_idle() {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, Some(sender))),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(SendError::Http(e.into_error())),
+                },
+            }
+        }
+        let mut sender = self.dial_h1().await?;
+        let resp = sender.send_request(req).await?;
+        Ok((resp, Some(sender)))
+    }
+
+    fn pop_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
+        let mut idle = match self.idle.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Parks an HTTP/1.1 sender whose response ended cleanly.
+    pub fn give_back(&self, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = match self.idle.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if idle.len() < MAX_IDLE_PER_HOST {
+            idle.push(sender);
+        }
+    }
+
+    async fn h2_sender(&self) -> Result<http2::SendRequest<RequestBody>, SendError> {
+        if let Some(s) = self.current_h2() {
+            return Ok(s);
+        }
+        let _dialing = self.h2_dial.lock().await;
+        if let Some(s) = self.current_h2() {
+            return Ok(s);
+        }
+        let io = self.dial().await?;
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| self.handshake_failed(e))?;
+        let live = self.connection_opened();
+        tokio::spawn(async move {
+            let _live = live;
+            let _ = conn.await;
+        });
+        let mut shared = match self.shared_h2.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *shared = Some(sender.clone());
+        Ok(sender)
+    }
+
+    fn current_h2(&self) -> Option<http2::SendRequest<RequestBody>> {
+        let shared = match self.shared_h2.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        shared.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    async fn dial_h1(&self) -> Result<http1::SendRequest<RequestBody>, SendError> {
+        let io = self.dial().await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| self.handshake_failed(e))?;
+        let live = self.connection_opened();
+        tokio::spawn(async move {
+            let _live = live;
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    async fn dial(&self) -> Result<TokioIo<TcpStream>, SendError> {
+        let stream = match tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect(self.address),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                self.connect_failed();
+                return Err(SendError::Connect(e));
+            }
+            Err(_elapsed) => {
+                self.connect_failed();
+                self.stats.cx_connect_timeout.inc();
+                return Err(SendError::ConnectTimeout);
+            }
+        };
+        // Requests are small and latency-bound; Nagle only adds delay.
+        let _ = stream.set_nodelay(true);
+        Ok(TokioIo::new(stream))
+    }
+
+    fn connect_failed(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.host_cx_connect_fail.fetch_add(1, Relaxed);
+        self.stats.cx_connect_fail.inc();
+        self.stats.host_cx_total.fetch_add(1, Relaxed);
+        self.stats.cx_total.inc();
+    }
+
+    fn handshake_failed(&self, e: hyper::Error) -> SendError {
+        self.connect_failed();
+        SendError::Http(e)
+    }
+
+    fn connection_opened(&self) -> LiveConnection {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.host_cx_total.fetch_add(1, Relaxed);
+        self.stats.host_cx_active.fetch_add(1, Relaxed);
+        self.stats.cx_total.inc();
+        self.stats.cx_active.inc();
+        self.stats.cx_protocol_total.inc();
+        LiveConnection(self.stats.clone())
+    }
+}

@@ -1,0 +1,342 @@
+//! The `hale` binary: flags, `--mode validate`, the quickstart config,
+//! SIGTERM with a request in flight, `/quitquitquit`, and memory staying
+//! bounded while a large body streams through.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use http::Request;
+use http_body_util::BodyExt;
+use support::upstream::{Behaviour, Upload, Upstream};
+use support::{DEADLINE, bootstrap, cluster, eventually, get, scratch_path};
+
+const HALE: &str = env!("CARGO_BIN_EXE_hale");
+
+/// A hale process; killed if the test ends without stopping it.
+struct Proc {
+    child: Child,
+    admin: String,
+    stderr_path: std::path::PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    async fn start(yaml: &str, extra: &[&str]) -> Self {
+        let config = scratch_path("config.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let admin_file = scratch_path("admin-address");
+        let stderr_path = scratch_path("stderr");
+        let child = Command::new(HALE)
+            .arg("-c")
+            .arg(&config)
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .args(["--concurrency", "1", "--log-level", "info"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let mut proc = Self {
+            child,
+            admin: String::new(),
+            stderr_path,
+        };
+        let admin = eventually("the admin address file", || {
+            let text = std::fs::read_to_string(&admin_file).ok();
+            async move { text.filter(|t| !t.is_empty()) }
+        })
+        .await;
+        proc.admin = format!("http://{admin}");
+        proc
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn listener_url(&self) -> String {
+        let text = get(&format!("{}/listeners", self.admin), &[]).await.body;
+        let addr = text
+            .lines()
+            .next()
+            .unwrap()
+            .split("::")
+            .nth(1)
+            .unwrap()
+            .to_string();
+        format!("http://{addr}")
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    async fn exit_code(&mut self) -> i32 {
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "hale did not exit; stderr:\n{}",
+                std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap())
+            .unwrap()
+    }
+}
+
+fn quickstart() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/quickstart.yaml"))
+        .unwrap()
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(HALE).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = Command::new(HALE).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config-path",
+        "--mode",
+        "--concurrency",
+        "--log-level",
+        "--drain-time-s",
+        "--admin-address-path",
+        "--service-cluster",
+        "--service-node",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+}
+
+#[test]
+fn validate_accepts_the_quickstart() {
+    let out = Command::new(HALE)
+        .args(["--mode", "validate", "-c"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/quickstart.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn validate_prints_every_error_and_exits_1() {
+    let path = scratch_path("bad.yaml");
+    std::fs::write(
+        &path,
+        r#"
+static_resources:
+  clusters:
+  - name: a
+    connect_timeout: 5ms
+    load_assignment:
+      cluster_name: a
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: { address: 127.0.0.1, port_value: 70000 }
+  - name: a
+    bogus_field: 1
+"#,
+    )
+    .unwrap();
+    let out = Command::new(HALE)
+        .args(["--mode", "validate", "--config-path"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    for fragment in [
+        "static_resources.clusters[0].connect_timeout",
+        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value",
+        "static_resources.clusters[1].bogus_field",
+    ] {
+        assert!(
+            err.contains(&format!("{file}: {fragment}")),
+            "{fragment} missing in:\n{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_serves_hale_and_a_clear_503_without_an_app() {
+    // The quickstart's fixed ports, moved to 0 so tests never collide.
+    let yaml = quickstart()
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0")
+        .replace(
+            "port_value: 8080",
+            &format!("port_value: {}", support::refused_port()),
+        );
+    let mut hale = Proc::start(&yaml, &[]).await;
+    let url = hale.listener_url().await;
+    let up = get(&format!("{url}/hale"), &[]).await;
+    assert_eq!(up.status, 200);
+    assert!(up.body.contains("hale"), "{}", up.body);
+    let no_app = get(&format!("{url}/"), &[]).await;
+    assert_eq!(no_app.status, 503);
+    assert!(
+        no_app.body.contains("upstream connect error"),
+        "{}",
+        no_app.body
+    );
+    hale.signal("-TERM");
+    assert_eq!(hale.exit_code().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let slow = Upstream::start("slow", Behaviour::Slow(Duration::from_millis(1500))).await;
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: slow }
+"#;
+    let mut hale = Proc::start(
+        &bootstrap(
+            routes,
+            &cluster("slow", "ROUND_ROBIN", &[(slow.addr, 1, 0)], ""),
+        ),
+        &["--drain-time-s", "30"],
+    )
+    .await;
+    let url = hale.listener_url().await;
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        async move { get(&format!("{url}/work"), &[]).await }
+    });
+    eventually("the request to reach the upstream", || async {
+        (slow.in_flight() == 1).then_some(())
+    })
+    .await;
+    hale.signal("-TERM");
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(hale.exit_code().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitquitquit_exits_0() {
+    let mut hale = Proc::start(&quickstart_on_port_zero(), &[]).await;
+    let req = Request::post(format!("{}/quitquitquit", hale.admin))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(support::send(&support::h1_client(), req).await.status, 200);
+    assert_eq!(hale.exit_code().await, 0);
+}
+
+fn quickstart_on_port_zero() -> String {
+    quickstart()
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 9901", "port_value: 0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_both_ways_with_bounded_memory() {
+    const GIB: u64 = 1 << 30;
+    let download = Upstream::start("download", Behaviour::Stream(GIB)).await;
+    let upload = Upstream::start("upload", Behaviour::Sink).await;
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/down" }
+                route: { cluster: download, timeout: 0s }
+              - match: { prefix: "/up" }
+                route: { cluster: upload, timeout: 0s }
+"#;
+    let clusters = format!(
+        "{}{}",
+        cluster("download", "ROUND_ROBIN", &[(download.addr, 1, 0)], ""),
+        cluster("upload", "ROUND_ROBIN", &[(upload.addr, 1, 0)], ""),
+    );
+    let hale = Proc::start(&bootstrap(routes, &clusters), &[]).await;
+    let url = hale.listener_url().await;
+    let baseline = hale.peak_rss_kib();
+
+    // Download 1 GiB, reading it as it comes.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let resp = client
+        .request(
+            Request::get(format!("{url}/down"))
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut received: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        if let Some(d) = frame.unwrap().data_ref() {
+            received += d.len() as u64;
+        }
+    }
+    assert_eq!(received, GIB);
+
+    // Upload 1 GiB, generated as it is sent.
+    let sent = Arc::new(AtomicU64::new(0));
+    let up_client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Upload>();
+    let resp = up_client
+        .request(
+            Request::post(format!("{url}/up"))
+                .body(Upload {
+                    left: GIB,
+                    sent: sent.clone(),
+                })
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let counted = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(String::from_utf8_lossy(&counted), GIB.to_string());
+
+    let peak = hale.peak_rss_kib();
+    // Peak resident memory may grow by buffers, never by the bodies.
+    assert!(
+        peak < baseline + 64 * 1024,
+        "peak RSS grew from {baseline} KiB to {peak} KiB while streaming 2 GiB"
+    );
+}

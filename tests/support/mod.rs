@@ -1,0 +1,255 @@
+//! Test doubles and helpers on real loopback sockets: upstream servers with
+//! named behaviours, hale started in-process on port 0, and HTTP clients.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs
+)]
+
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The longest any test waits for a condition before failing.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A hale started in-process from YAML; stopped when dropped.
+pub struct Hale {
+    running: Option<hale::Running>,
+}
+
+impl Hale {
+    /// Starts hale on `yaml` (an Envoy bootstrap; use port 0 everywhere).
+    pub fn start(yaml: &str) -> Self {
+        let bootstrap = hale::config::parse(
+            yaml,
+            hale::config::Format::Yaml,
+            Path::new("test.yaml"),
+            &hale::config::Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("test config rejected:\n{e}"));
+        let mut options = hale::Options::new("test.yaml");
+        options.concurrency = 2;
+        options.drain_time = Duration::from_secs(5);
+        let running = hale::start(bootstrap, &options).expect("hale starts");
+        Self {
+            running: Some(running),
+        }
+    }
+
+    fn running(&self) -> &hale::Running {
+        self.running.as_ref().expect("running")
+    }
+
+    /// `http://<addr>` of the listener called `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!(
+            "http://{}",
+            self.running().listener(name).expect("listener")
+        )
+    }
+
+    /// The first listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.running().listeners[0].1
+    }
+
+    /// `http://<admin>`.
+    pub fn admin(&self) -> String {
+        format!("http://{}", self.running().admin.expect("admin configured"))
+    }
+
+    /// The stat store.
+    pub fn stat(&self, name: &str) -> i64 {
+        self.running()
+            .store
+            .samples()
+            .into_iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.value)
+    }
+
+    /// Whether `/quitquitquit` asked hale to exit.
+    pub fn quit_requested(&self) -> bool {
+        self.running().quit_requested().is_cancelled()
+    }
+
+    /// Stops hale and waits for it (off the async runtime).
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+            tokio::task::spawn_blocking(move || r.wait()).await.unwrap();
+        }
+    }
+}
+
+impl Drop for Hale {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+            // Joining here could block a runtime thread; the threads end on
+            // their own once drained.
+            std::thread::spawn(move || r.wait());
+        }
+    }
+}
+
+/// An HTTP/1.1 client.
+pub fn h1_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 prior-knowledge (h2c) client.
+pub fn h2_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A finished response: status, headers, whole body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends `req` and reads the whole response.
+pub async fn send(client: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
+    let resp: Response<hyper::body::Incoming> = tokio::time::timeout(DEADLINE, client.request(req))
+        .await
+        .expect("response within the deadline")
+        .expect("request succeeds at the HTTP level");
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// GET `url` with optional extra headers.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut b = Request::get(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(&h1_client(), b.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// Polls `check` until it returns `Some`, failing after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A unique scratch file path under the system temp dir.
+pub fn scratch_path(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("hale-test-{}-{n}-{name}", std::process::id()))
+}
+
+/// A port that refuses connections (bound, then closed).
+pub fn refused_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// YAML for one listener (`listener_0`, port 0, stat prefix `ingress`) whose
+/// route config is `routes_yaml` (the `virtual_hosts` list, indented by 10),
+/// plus `clusters_yaml` (the `clusters` list, indented by 2), with an admin.
+pub fn bootstrap(virtual_hosts: &str, clusters: &str) -> String {
+    format!(
+        r#"
+admin:
+  address:
+    socket_address: {{ address: 127.0.0.1, port_value: 0 }}
+static_resources:
+  listeners:
+  - name: listener_0
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: 0 }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          codec_type: AUTO
+          route_config:
+            name: local
+            virtual_hosts:
+{virtual_hosts}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters}
+"#
+    )
+}
+
+/// A cluster (indented for [`bootstrap`]) with the given endpoints
+/// (`(addr, weight, priority)`), policy and extra YAML lines (indented by 4).
+pub fn cluster(
+    name: &str,
+    policy: &str,
+    endpoints: &[(SocketAddr, u32, u32)],
+    extra: &str,
+) -> String {
+    let mut by_priority: std::collections::BTreeMap<u32, Vec<(SocketAddr, u32)>> =
+        std::collections::BTreeMap::new();
+    for (addr, weight, priority) in endpoints {
+        by_priority
+            .entry(*priority)
+            .or_default()
+            .push((*addr, *weight));
+    }
+    let mut eps = String::new();
+    for (priority, list) in by_priority {
+        eps.push_str(&format!(
+            "      - priority: {priority}\n        lb_endpoints:\n"
+        ));
+        for (addr, weight) in list {
+            eps.push_str(&format!(
+                "        - endpoint:\n            address:\n              socket_address: {{ address: {}, port_value: {} }}\n          load_balancing_weight: {weight}\n",
+                addr.ip(),
+                addr.port()
+            ));
+        }
+    }
+    format!(
+        "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    lb_policy: {policy}\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n{eps}"
+    )
+}
