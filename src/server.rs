@@ -135,39 +135,65 @@ impl Running {
     }
 }
 
-fn bind(what: String, address: SocketAddr) -> Result<StdListener, StartError> {
-    let listener = StdListener::bind(address).map_err(|source| StartError::Bind {
-        what: what.clone(),
+/// Envoy: listeners use a backlog of 1024 by default.
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn bind_one(address: SocketAddr, reuse_port: bool) -> std::io::Result<StdListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Binds `count` sockets to one address with `SO_REUSEPORT`, one per
+/// worker, so the kernel spreads connections across workers with no
+/// shared accept queue. Port 0 is resolved by the first bind.
+fn bind(what: &str, address: SocketAddr, count: usize) -> Result<Vec<StdListener>, StartError> {
+    let fail = |address, source| StartError::Bind {
+        what: what.to_string(),
         address,
         source,
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| StartError::Bind {
-            what,
-            address,
-            source,
-        })?;
-    Ok(listener)
+    };
+    let first = bind_one(address, count > 1).map_err(|e| fail(address, e))?;
+    let actual = first.local_addr().map_err(|e| fail(address, e))?;
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(bind_one(actual, true).map_err(|e| fail(actual, e))?);
+    }
+    Ok(sockets)
 }
 
 /// Binds every socket, starts the runtimes and returns once hale is Live.
 pub fn start(bootstrap: Bootstrap, options: &Options) -> Result<Running, StartError> {
     let bootstrap = Arc::new(bootstrap);
+    let workers = options.concurrency.max(1);
+    // sockets[listener][worker]
     let mut sockets = Vec::with_capacity(bootstrap.listeners.len());
     let mut bound = Vec::with_capacity(bootstrap.listeners.len());
     for l in &bootstrap.listeners {
-        let socket = bind(format!("listener {}", l.name), l.address)?;
-        let local = socket.local_addr().map_err(|source| StartError::Bind {
-            what: format!("listener {}", l.name),
-            address: l.address,
-            source,
-        })?;
+        let per_worker = bind(&format!("listener {}", l.name), l.address, workers)?;
+        let local = per_worker[0]
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                what: format!("listener {}", l.name),
+                address: l.address,
+                source,
+            })?;
         bound.push((l.name.clone(), local));
-        sockets.push(socket);
+        sockets.push(per_worker);
     }
     let admin_socket = match &bootstrap.admin {
-        Some(a) => Some(bind("admin".to_string(), a.address)?),
+        Some(a) => bind("admin", a.address, 1)?.pop(),
         None => None,
     };
     let admin_addr = admin_socket.as_ref().and_then(|s| s.local_addr().ok());
@@ -216,6 +242,7 @@ pub fn start(bootstrap: Bootstrap, options: &Options) -> Result<Running, StartEr
     let data = DataPath {
         bootstrap,
         sockets,
+        workers,
         snapshot,
         store: Arc::clone(&store),
         lifecycle: lifecycle.clone(),
@@ -223,16 +250,14 @@ pub fn start(bootstrap: Bootstrap, options: &Options) -> Result<Running, StartEr
         drain_time: options.drain_time,
         admin_stop: admin_stop.clone(),
     };
-    let workers = options.concurrency.max(1);
     threads.push(spawn_thread("hale-main", move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("hale-worker")
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(data.run(ready_tx));
-        // Stray connection tasks (idle upstream connections) end with the runtime.
-        rt.shutdown_timeout(Duration::from_secs(1));
+        let worker_threads = rt.block_on(data.run(ready_tx));
+        for t in worker_threads {
+            let _ = t.join();
+        }
         Ok(())
     })?);
 
@@ -285,10 +310,13 @@ fn command_line_options(o: &Options) -> CommandLineOptions {
     }
 }
 
-/// The data path's side of startup and shutdown.
+/// The data path's side of startup and shutdown, driven from the control
+/// thread (`hale-main`); requests are served by the worker threads.
 struct DataPath {
     bootstrap: Arc<Bootstrap>,
-    sockets: Vec<StdListener>,
+    /// `sockets[listener][worker]`.
+    sockets: Vec<Vec<StdListener>>,
+    workers: usize,
     snapshot: Snapshot,
     store: Arc<Store>,
     lifecycle: Lifecycle,
@@ -298,45 +326,72 @@ struct DataPath {
 }
 
 impl DataPath {
-    async fn run(self, ready: mpsc::Sender<()>) {
-        let world = Arc::new(World::build(Arc::clone(&self.bootstrap), &self.store).await);
+    /// Builds the world, starts the workers, goes Live, and on shutdown
+    /// drains; returns the worker threads to join.
+    async fn run(self, ready: mpsc::Sender<()>) -> Vec<JoinHandle<()>> {
+        let world =
+            Arc::new(World::build(Arc::clone(&self.bootstrap), &self.store, self.workers).await);
         self.snapshot.store(Arc::clone(&world));
 
+        // Regroup as per_worker[worker] = [(listener index, socket)].
+        let mut per_worker: Vec<Vec<(usize, StdListener)>> =
+            (0..self.workers).map(|_| Vec::new()).collect();
+        for (listener, sockets) in self.sockets.into_iter().enumerate() {
+            for (worker, socket) in sockets.into_iter().enumerate() {
+                if let Some(slot) = per_worker.get_mut(worker) {
+                    slot.push((listener, socket));
+                }
+            }
+        }
+
         let tracker = TaskTracker::new();
-        let mut accept_loops = Vec::new();
-        for (index, socket) in self.sockets.into_iter().enumerate() {
-            let (Some(lw), Ok(listener)) = (
-                world.listeners.get(index),
-                tokio::net::TcpListener::from_std(socket),
-            ) else {
-                tracing::error!(index, "listener could not be registered with the runtime");
-                self.admin_stop.cancel();
-                return;
-            };
-            let shared = ListenerShared {
+        let stop_workers = CancellationToken::new();
+        let mut threads = Vec::with_capacity(self.workers);
+        for (index, sockets) in per_worker.into_iter().enumerate() {
+            let listeners: Vec<(StdListener, ListenerShared)> = sockets
+                .into_iter()
+                .filter_map(|(li, socket)| {
+                    let lw = world.listeners.get(li)?;
+                    Some((
+                        socket,
+                        ListenerShared {
+                            index: li,
+                            snapshot: self.snapshot.clone(),
+                            hcm: Arc::new(lw.config.http.clone()),
+                            stats: Arc::clone(&lw.stats),
+                        },
+                    ))
+                })
+                .collect();
+            let worker = Worker {
                 index,
-                snapshot: self.snapshot.clone(),
-                hcm: Arc::new(lw.config.http.clone()),
-                stats: Arc::clone(&lw.stats),
+                listeners,
+                shutdown: self.shutdown.clone(),
+                stop: stop_workers.clone(),
+                tracker: tracker.clone(),
             };
-            accept_loops.push(tokio::spawn(listener::serve(
-                listener,
-                shared,
-                self.shutdown.clone(),
-                tracker.clone(),
-            )));
+            match std::thread::Builder::new()
+                .name(format!("hale-worker-{index}"))
+                .spawn(move || worker.run())
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a worker thread");
+                    self.shutdown.cancel();
+                    stop_workers.cancel();
+                    self.admin_stop.cancel();
+                    return threads;
+                }
+            }
         }
         drop(world);
         self.lifecycle.advance(Phase::Live);
-        tracing::info!("hale is live");
+        tracing::info!(workers = self.workers, "hale is live");
         let _ = ready.send(());
 
         self.shutdown.cancelled().await;
         self.lifecycle.advance(Phase::Draining);
         tracing::info!(drain_time_s = self.drain_time.as_secs(), "draining");
-        for a in accept_loops {
-            let _ = a.await;
-        }
         tracker.close();
         if tokio::time::timeout(self.drain_time, tracker.wait())
             .await
@@ -345,7 +400,65 @@ impl DataPath {
             tracing::warn!("drain time elapsed with requests in flight; closing them");
         }
         self.lifecycle.advance(Phase::Stopped);
+        stop_workers.cancel();
         self.admin_stop.cancel();
         tracing::info!("stopped");
+        threads
+    }
+}
+
+/// One data-path worker: a single-threaded runtime serving its own socket
+/// of every listener (thread per core, as Envoy's workers).
+struct Worker {
+    index: usize,
+    listeners: Vec<(StdListener, ListenerShared)>,
+    /// Cancelled when hale starts draining: stop accepting, finish.
+    shutdown: CancellationToken,
+    /// Cancelled when the drain is over: end the runtime.
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Worker {
+    fn run(self) {
+        crate::proxy::worker::enter(self.index);
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(worker = self.index, error = %e, "cannot start a worker runtime");
+                self.shutdown.cancel();
+                return;
+            }
+        };
+        let Worker {
+            index,
+            listeners,
+            shutdown,
+            stop,
+            tracker,
+        } = self;
+        rt.block_on(async move {
+            for (socket, shared) in listeners {
+                match tokio::net::TcpListener::from_std(socket) {
+                    Ok(listener) => {
+                        tracker.spawn(listener::serve(
+                            listener,
+                            shared,
+                            shutdown.clone(),
+                            tracker.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::error!(worker = index, error = %e, "listener unusable on this worker");
+                    }
+                }
+            }
+            stop.cancelled().await;
+        });
+        // Idle upstream connections end with the runtime.
+        rt.shutdown_timeout(Duration::from_secs(1));
     }
 }

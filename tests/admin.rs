@@ -22,13 +22,14 @@ async fn hale_with_traffic() -> (Hale, Upstream) {
         ROUTES,
         &cluster("backend", "ROUND_ROBIN", &[(up.addr, 1, 0)], ""),
     ));
+    // One connection: one worker, so one upstream connection.
+    let mut conn = support::one_connection(hale.addr()).await;
     for _ in 0..3 {
-        assert_eq!(
-            get(&format!("{}/x", hale.url("listener_0")), &[])
-                .await
-                .status,
-            200
-        );
+        let req = Request::get("/x")
+            .header("host", "test")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(support::send_on(&mut conn, req).await.status, 200);
     }
     (hale, up)
 }

@@ -95,7 +95,10 @@ async fn h1_and_h2c_downstream_with_h1_and_h2_upstreams() {
     }
     assert_eq!(hale.stat("http.ingress.downstream_rq_http1_total"), 2);
     assert_eq!(hale.stat("http.ingress.downstream_rq_http2_total"), 2);
-    assert_eq!(hale.stat("cluster.h2up.upstream_cx_http2_total"), 1);
+    // Each worker has its own pool (2 workers here): two downstream
+    // connections share at most one HTTP/2 connection per worker.
+    let h2_connections = hale.stat("cluster.h2up.upstream_cx_http2_total");
+    assert!((1..=2).contains(&h2_connections), "{h2_connections}");
     hale.stop().await;
 }
 

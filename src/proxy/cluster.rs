@@ -105,10 +105,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Builds the cluster, resolving DNS names of the DNS types (a name that
+    /// Builds the cluster with a connection pool per host for each of
+    /// `workers` data-path workers, resolving DNS names of the DNS types (a name that
     /// does not resolve yields no host and a warning, as Envoy keeps a DNS
     /// cluster with no hosts until resolution succeeds).
-    pub async fn build(config: &model::Cluster, store: &Arc<Store>) -> Self {
+    pub async fn build(config: &model::Cluster, store: &Arc<Store>, workers: usize) -> Self {
         let scope = Scope::tagged(store.clone(), "cluster", &config.name, "envoy_cluster_name");
         let conn = ConnStats {
             host_cx_total: Arc::default(),
@@ -153,7 +154,13 @@ impl Cluster {
                     priority: endpoint.priority,
                     health: Arc::new(HostHealth::from_status(endpoint.health_status)),
                     stats: host_stats,
-                    pool: HostPool::new(address, config.protocol, config.connect_timeout, conn),
+                    pool: HostPool::new(
+                        address,
+                        config.protocol,
+                        config.connect_timeout,
+                        conn,
+                        workers,
+                    ),
                 }));
             }
         }

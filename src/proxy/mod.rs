@@ -21,6 +21,7 @@ pub mod listener;
 pub mod pool;
 pub mod router;
 pub mod snapshot;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,6 +2,11 @@
 //! timeout, keep HTTP/1.1 connections idle for reuse, share one HTTP/2
 //! connection among streams, and count every connection.
 //!
+//! Each data-path worker has its own pool per host (Envoy's model): a
+//! connection is driven by the worker that opened it and only that worker
+//! sends on it, so no request crosses threads and the pool's locks are
+//! never contended.
+//!
 //! Owns: connection lifetime and the per-host/per-cluster connection stats
 //! (`cx_total`, `cx_active`, `cx_connect_fail`). The only locks on the data
 //! path live here, held for a push or a pop, never across an `.await`.
@@ -82,9 +87,59 @@ impl Drop for LiveConnection {
     }
 }
 
-/// The pool of one host.
+/// The pools of one host, one per data-path worker.
 #[derive(Debug)]
 pub struct HostPool {
+    protocol: UpstreamProtocol,
+    workers: Box<[WorkerPool]>,
+}
+
+impl HostPool {
+    /// Empty pools for `address`, one for each of `workers` workers.
+    pub fn new(
+        address: SocketAddr,
+        protocol: UpstreamProtocol,
+        connect_timeout: Duration,
+        stats: ConnStats,
+        workers: usize,
+    ) -> Self {
+        Self {
+            protocol,
+            workers: (0..workers.max(1))
+                .map(|_| WorkerPool::new(address, protocol, connect_timeout, stats.clone()))
+                .collect(),
+        }
+    }
+
+    /// The upstream protocol.
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
+    }
+
+    fn mine(&self) -> &WorkerPool {
+        let index = super::worker::current() % self.workers.len();
+        &self.workers[index]
+    }
+
+    /// Sends `req` on this worker's pooled or new connection and waits for
+    /// the response headers. Returns the HTTP/1.1 sender to hand back (on
+    /// the same worker) when the response body ends.
+    pub async fn send(
+        &self,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
+        self.mine().send(req).await
+    }
+
+    /// Parks an HTTP/1.1 sender whose response ended cleanly.
+    pub fn give_back(&self, sender: http1::SendRequest<RequestBody>) {
+        self.mine().give_back(sender);
+    }
+}
+
+/// One worker's connections to one host.
+#[derive(Debug)]
+struct WorkerPool {
     address: SocketAddr,
     protocol: UpstreamProtocol,
     connect_timeout: Duration,
@@ -98,9 +153,8 @@ pub struct HostPool {
     h2_dial: tokio::sync::Mutex<()>,
 }
 
-impl HostPool {
-    /// An empty pool for `address`.
-    pub fn new(
+impl WorkerPool {
+    fn new(
         address: SocketAddr,
         protocol: UpstreamProtocol,
         connect_timeout: Duration,
@@ -117,14 +171,7 @@ impl HostPool {
         }
     }
 
-    /// The upstream protocol.
-    pub fn protocol(&self) -> UpstreamProtocol {
-        self.protocol
-    }
-
-    /// Sends `req` on a pooled or new connection and waits for the response
-    /// headers. Returns the HTTP/1.1 sender to hand back when the body ends.
-    pub async fn send(
+    async fn send(
         &self,
         req: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
@@ -174,8 +221,7 @@ impl HostPool {
         None
     }
 
-    /// Parks an HTTP/1.1 sender whose response ended cleanly.
-    pub fn give_back(&self, sender: http1::SendRequest<RequestBody>) {
+    fn give_back(&self, sender: http1::SendRequest<RequestBody>) {
         if sender.is_closed() {
             return;
         }

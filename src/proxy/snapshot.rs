@@ -114,11 +114,12 @@ pub struct World {
 }
 
 impl World {
-    /// Builds the world for `bootstrap`, registering stats in `store`.
-    pub async fn build(bootstrap: Arc<Bootstrap>, store: &Arc<Store>) -> Self {
+    /// Builds the world for `bootstrap` and `workers` data-path workers,
+    /// registering stats in `store`.
+    pub async fn build(bootstrap: Arc<Bootstrap>, store: &Arc<Store>, workers: usize) -> Self {
         let mut clusters = Vec::with_capacity(bootstrap.clusters.len());
         for c in &bootstrap.clusters {
-            clusters.push(Arc::new(Cluster::build(c, store).await));
+            clusters.push(Arc::new(Cluster::build(c, store, workers).await));
         }
         let by_name: HashMap<&str, &Arc<Cluster>> =
             clusters.iter().map(|c| (c.name(), c)).collect();

@@ -119,6 +119,39 @@ pub fn h2_client() -> Client<HttpConnector, Full<Bytes>> {
         .build_http()
 }
 
+/// One HTTP/1.1 connection to `addr`, for tests that count connections:
+/// every request on it reaches the same hale worker.
+pub async fn one_connection(
+    addr: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// Sends `req` on a single connection and reads the whole response.
+pub async fn send_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Reply {
+    sender.ready().await.unwrap();
+    let resp = tokio::time::timeout(DEADLINE, sender.send_request(req))
+        .await
+        .expect("response within the deadline")
+        .expect("request succeeds");
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
 /// A finished response: status, headers, whole body.
 pub struct Reply {
     pub status: u16,
