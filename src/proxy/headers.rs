@@ -16,9 +16,25 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
+/// True for a header that belongs to one hop only.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == TE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == HTTP2_SETTINGS
+}
+
 /// Removes hop-by-hop headers: those RFC 9110 names, and any header the
 /// `Connection` header lists. `te: trailers` is kept (gRPC needs it).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass of cheap comparisons instead of a
+    // hashed removal per name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if let Some(connection) = headers.remove(CONNECTION)
         && let Ok(list) = connection.to_str()
     {
@@ -44,6 +60,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !keep_te {
         headers.remove(TE);
     }
+}
+
+/// A header value for a small count of milliseconds, without allocating
+/// for the common values (`x-envoy-upstream-service-time`).
+pub fn millis_value(ms: u64) -> HeaderValue {
+    static SMALL: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
+    const CACHED: u64 = 1000;
+    if ms < CACHED {
+        let table = SMALL.get_or_init(|| (0..CACHED).map(HeaderValue::from).collect());
+        if let Some(v) = table.get(ms as usize) {
+            return v.clone();
+        }
+    }
+    HeaderValue::from(ms)
 }
 
 /// Sets the forwarding headers as Envoy's connection manager does on a

@@ -150,17 +150,16 @@ pub async fn serve_connection<S>(
 {
     shared.stats.downstream_cx_total.inc();
     shared.stats.downstream_cx_active.inc();
-    let state = Arc::new(ConnectionState::new());
-    let from = Downstream {
+    let from = Arc::new(Downstream {
         listener: shared.index,
         peer,
-        connection: Arc::clone(&state),
-    };
-    let snapshot = shared.snapshot.clone();
+        connection: ConnectionState::new(),
+        snapshot: shared.snapshot.clone(),
+    });
+    let state = Arc::clone(&from);
     let service = service_fn(move |req: http::Request<Incoming>| {
-        let snapshot = snapshot.clone();
-        let from = from.clone();
-        async move { Ok::<_, Infallible>(handle(&snapshot, &from, req).await) }
+        let from = Arc::clone(&from);
+        async move { Ok::<_, Infallible>(handle(from, req).await) }
     });
 
     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -171,6 +170,8 @@ pub async fn serve_connection<S>(
     let mut closing = false;
     loop {
         tokio::select! {
+            // The connection first: it is what almost every wake is for.
+            biased;
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
@@ -183,7 +184,7 @@ pub async fn serve_connection<S>(
             }
             () = &mut idle_check, if !closing && idle_timeout.is_some() => {
                 let timeout = idle_timeout.unwrap_or(Duration::MAX);
-                match state.idle_for() {
+                match state.connection.idle_for() {
                     Some(idle) if idle >= timeout => {
                         closing = true;
                         shared.stats.downstream_cx_idle_timeout.inc();

@@ -40,26 +40,24 @@ use pool::SendError;
 use router::RequestView;
 use snapshot::{ForwardRoute, HttpStats, RouteTarget, Snapshot};
 
-/// What a request handler knows about where the request came from.
-#[derive(Debug, Clone)]
+/// One downstream connection, as its requests see it (shared by them).
+#[derive(Debug)]
 pub struct Downstream {
     /// Index of the listener in the world.
     pub listener: usize,
     /// The client's address.
     pub peer: SocketAddr,
     /// The connection's idle/active bookkeeping.
-    pub connection: Arc<ConnectionState>,
+    pub connection: ConnectionState,
+    /// The published world.
+    pub snapshot: Snapshot,
 }
 
 /// Handles one request end to end and returns what the client gets.
-pub async fn handle(
-    snapshot: &Snapshot,
-    from: &Downstream,
-    req: Request<Incoming>,
-) -> Response<ResponseBody> {
+pub async fn handle(from: Arc<Downstream>, req: Request<Incoming>) -> Response<ResponseBody> {
     // Route: one snapshot load; keep only the handles the request needs.
     let (target, stats, hcm) = {
-        let world = snapshot.load();
+        let world = from.snapshot.load();
         let Some(listener) = world.listeners.get(from.listener) else {
             return LocalReply::NoRoute.into_response(is_grpc(req.headers()));
         };
@@ -95,7 +93,7 @@ pub async fn handle(
     from.connection.request_started();
     let end = RequestEnd {
         stats,
-        connection: Arc::clone(&from.connection),
+        downstream: from,
         upstream: None,
     };
 
@@ -110,7 +108,7 @@ pub async fn handle(
             reply
         }
         Some(Target::Forward(route)) => {
-            return forward(route, from, hcm, req, end).await;
+            return forward(route, hcm, req, end).await;
         }
     };
     let resp = reply.into_response(grpc);
@@ -130,7 +128,6 @@ struct HopSettings {
 /// Pick, forward, observe.
 async fn forward(
     route: Arc<ForwardRoute>,
-    from: &Downstream,
     hop: HopSettings,
     req: Request<Incoming>,
     mut end: RequestEnd,
@@ -145,7 +142,8 @@ async fn forward(
     };
 
     // Forward.
-    let upstream_req = upstream_request(&route, from, hop, host.pool.protocol(), req);
+    let upstream_req =
+        upstream_request(&route, end.downstream.peer, hop, host.pool.protocol(), req);
     cluster.stats.upstream_rq_total.inc();
     cluster.stats.upstream_rq_active.inc();
     host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
@@ -206,7 +204,7 @@ async fn forward(
     let rh = resp.headers_mut();
     rh.insert(
         "x-envoy-upstream-service-time",
-        HeaderValue::from(elapsed_ms as u64),
+        headers::millis_value(u64::try_from(elapsed_ms).unwrap_or(u64::MAX)),
     );
     rh.insert(http::header::SERVER, HeaderValue::from_static("hale"));
     end.stats.downstream_rq.record(status);
@@ -222,7 +220,7 @@ async fn forward(
 /// Builds the upstream request: rewritten path, authority, proxy headers.
 fn upstream_request(
     route: &ForwardRoute,
-    from: &Downstream,
+    peer: SocketAddr,
     hop: HopSettings,
     protocol: crate::config::model::UpstreamProtocol,
     req: Request<Incoming>,
@@ -246,12 +244,11 @@ fn upstream_request(
     let path = rewritten.as_deref().unwrap_or(path_and_query);
 
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::set_forwarding(&mut parts.headers, from.peer, hop.use_remote_address);
-    if let Some(timeout) = route.action.timeout {
-        parts.headers.insert(
-            "x-envoy-expected-rq-timeout-ms",
-            HeaderValue::from(timeout.as_millis() as u64),
-        );
+    headers::set_forwarding(&mut parts.headers, peer, hop.use_remote_address);
+    if let Some(timeout) = &route.expected_timeout_header {
+        parts
+            .headers
+            .insert("x-envoy-expected-rq-timeout-ms", timeout.clone());
     }
 
     match protocol {
@@ -294,7 +291,7 @@ fn authority_of<B>(req: &Request<B>) -> &str {
 /// in-flight counts and the HTTP/1.1 connection's return to its pool.
 struct RequestEnd {
     stats: Arc<HttpStats>,
-    connection: Arc<ConnectionState>,
+    downstream: Arc<Downstream>,
     upstream: Option<UpstreamEnd>,
 }
 
@@ -331,7 +328,7 @@ impl ResponseDone for RequestEnd {
 impl RequestEnd {
     fn complete(self, completed: bool) {
         self.stats.downstream_rq_active.dec();
-        self.connection.request_finished();
+        self.downstream.connection.request_finished();
         if let Some(u) = self.upstream {
             u.cluster.stats.upstream_rq_active.dec();
             u.cluster.stats.upstream_rq_completed.inc();

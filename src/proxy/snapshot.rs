@@ -37,6 +37,8 @@ pub struct ForwardRoute {
     pub action: ForwardAction,
     /// The route's match (for `prefix_rewrite`).
     pub matcher: RouteMatch,
+    /// `x-envoy-expected-rq-timeout-ms`, rendered once.
+    pub expected_timeout_header: Option<http::HeaderValue>,
 }
 
 /// `http.<stat_prefix>.*` stats of one connection manager.
@@ -137,6 +139,9 @@ impl World {
                                 cluster: Arc::clone(cluster),
                                 action: f.clone(),
                                 matcher: route.matcher.clone(),
+                                expected_timeout_header: f
+                                    .timeout
+                                    .map(|t| http::HeaderValue::from(t.as_millis() as u64)),
                             })),
                             // Validation rejects routes to undefined clusters;
                             // should one slip through, it answers like Envoy's
