@@ -20,6 +20,12 @@ pub enum LocalReply {
     /// The cluster had no host to send to (Envoy `UH`).
     #[error("no healthy upstream")]
     NoHealthyUpstream,
+    /// `request_timeout`: the request did not arrive in time.
+    #[error("request timeout")]
+    RequestTimeout,
+    /// `stream_idle_timeout`: the stream went idle before response headers.
+    #[error("stream timeout")]
+    StreamIdleTimeout,
     /// The route timeout elapsed before response headers (Envoy `UT`).
     #[error("upstream request timeout")]
     UpstreamTimeout,
@@ -48,6 +54,9 @@ impl LocalReply {
             | LocalReply::UpstreamConnect(_)
             | LocalReply::UpstreamReset(_) => StatusCode::SERVICE_UNAVAILABLE,
             LocalReply::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            LocalReply::RequestTimeout | LocalReply::StreamIdleTimeout => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             LocalReply::Direct { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -60,6 +69,7 @@ impl LocalReply {
             LocalReply::NoRoute => "NR",
             LocalReply::NoHealthyUpstream => "UH",
             LocalReply::UpstreamTimeout => "UT",
+            LocalReply::RequestTimeout | LocalReply::StreamIdleTimeout => "SI",
             LocalReply::UpstreamConnect(_) => "UF",
             LocalReply::UpstreamReset(_) => "UC",
             LocalReply::Direct { .. } => "-",

@@ -110,3 +110,70 @@ async fn upstream_closing_mid_request_is_a_503_not_a_crash() {
     );
     hale.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_idle_and_request_timeouts_answer_408() {
+    let slow = Upstream::start("slow", Behaviour::Slow(Duration::from_secs(10))).await;
+    let sink = Upstream::start("sink", Behaviour::Sink).await;
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/upload" }
+                route: { cluster: sink, timeout: 0s }
+              - match: { prefix: "/" }
+                route: { cluster: slow, timeout: 0s }
+"#;
+    let hcm = "          stream_idle_timeout: 0.3s\n          request_timeout: 0.6s\n";
+    let clusters = format!(
+        "{}{}",
+        cluster("slow", "ROUND_ROBIN", &[(slow.addr, 1, 0)], ""),
+        cluster("sink", "ROUND_ROBIN", &[(sink.addr, 1, 0)], "")
+    );
+    let hale = Hale::start(&support::bootstrap_with(hcm, routes, &clusters));
+
+    // Nothing moves while the upstream thinks: the stream idles out.
+    let idle = get(&format!("{}/think", hale.url("listener_0")), &[]).await;
+    assert_eq!(idle.status, 408);
+    assert_eq!(idle.body, "stream timeout");
+    assert_eq!(hale.stat("http.ingress.downstream_rq_idle_timeout"), 1);
+
+    // A body that trickles in keeps the stream busy, but never completes:
+    // the request timeout ends it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(hale.addr()).await.unwrap();
+    raw.write_all(b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if raw.write_all(b"x").await.is_err() {
+                break;
+            }
+            let mut buf = [0u8; 1024];
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(1), raw.read(&mut buf)).await
+            {
+                answer.extend_from_slice(&buf[..n]);
+                if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(support::DEADLINE, trickle)
+        .await
+        .unwrap();
+    if !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        // hale may have closed the connection after answering: what it sent
+        // is still in the socket.
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(support::DEADLINE, raw.read_to_end(&mut rest)).await;
+        answer.extend_from_slice(&rest);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(hale.stat("http.ingress.downstream_rq_timeout"), 1);
+    hale.stop().await;
+}

@@ -1,22 +1,28 @@
 //! The body types that cross hale: what goes upstream and what goes back.
 //!
 //! Owns: streaming without buffering (frames are handed on as they come, so
-//! hyper's flow control is the backpressure), the route deadline on a
-//! response still streaming, and the end-of-response hook that returns an
-//! HTTP/1.1 connection to its pool and ends the request's accounting.
+//! hyper's flow control is the backpressure), the route and stream-idle
+//! deadlines on a response still streaming, request-body progress for the
+//! request timers, and the end-of-response hook that returns an HTTP/1.1
+//! connection to its pool and ends the request's accounting.
 //! Must not touch: routing, balancing, stats names.
 
 // pin-project-lite cannot carry doc comments on enum variant fields.
 #![allow(missing_docs)]
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
+
+use super::timeouts::RequestProgress;
 
 /// The error type of bodies hale produces.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -29,6 +35,7 @@ pin_project! {
         Streaming {
             #[pin]
             body: Incoming,
+            progress: Option<Arc<RequestProgress>>,
         },
         /// A body hale made itself (health checks, tests), sent whole.
         Full {
@@ -53,21 +60,32 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.project() {
-            RequestBodyProj::Streaming { body } => body.poll_frame(cx),
+            RequestBodyProj::Streaming { mut body, progress } => {
+                let polled = body.as_mut().poll_frame(cx);
+                if let Some(p) = progress {
+                    match &polled {
+                        Poll::Ready(None) | Poll::Ready(Some(Err(_))) => p.finish(),
+                        Poll::Ready(Some(Ok(_))) if body.is_end_stream() => p.finish(),
+                        Poll::Ready(Some(Ok(_))) => p.touch(),
+                        Poll::Pending => {}
+                    }
+                }
+                polled
+            }
             RequestBodyProj::Full { body } => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Streaming { body } => body.is_end_stream(),
+            RequestBody::Streaming { body, .. } => body.is_end_stream(),
             RequestBody::Full { body } => body.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Streaming { body } => body.size_hint(),
+            RequestBody::Streaming { body, .. } => body.size_hint(),
             RequestBody::Full { body } => {
                 SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64))
             }
@@ -86,13 +104,14 @@ pin_project! {
     /// A response body on its way downstream.
     #[project = ResponseBodyProj]
     pub enum ResponseBody {
-        /// An upstream response's body, streamed, with the route deadline
-        /// still running and the end-of-response hook.
+        /// An upstream response's body, streamed, with its deadlines still
+        /// running and the end-of-response hook.
         Upstream {
             #[pin]
             body: Incoming,
             #[pin]
-            deadline: Option<Sleep>,
+            timer: Option<Sleep>,
+            deadlines: StreamDeadlines,
             on_done: Option<Box<dyn ResponseDone>>,
         },
         /// A body hale wrote (local replies, admin).
@@ -126,33 +145,59 @@ impl ResponseBody {
         ResponseBody::Full { body: None }
     }
 
-    /// An upstream body with an optional deadline and end hook. A body that
-    /// is already over (no bytes to come) runs the hook now.
+    /// An upstream body with its deadlines and end hook. A body that is
+    /// already over (no bytes to come) runs the hook now.
     pub fn upstream(
         body: Incoming,
-        deadline: Option<Sleep>,
+        deadlines: StreamDeadlines,
         on_done: Box<dyn ResponseDone>,
     ) -> Self {
         if body.is_end_stream() {
             on_done.done(true);
             return ResponseBody::Upstream {
                 body,
-                deadline: None,
+                timer: None,
+                deadlines,
                 on_done: None,
             };
         }
         ResponseBody::Upstream {
             body,
-            deadline,
+            timer: deadlines.next().map(tokio::time::sleep_until),
+            deadlines,
             on_done: Some(on_done),
         }
     }
 }
 
-/// The route timeout fired while the response was still streaming.
+/// The deadlines of a response body in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamDeadlines {
+    /// The route timeout's deadline.
+    pub route: Option<Instant>,
+    /// `stream_idle_timeout`.
+    pub idle: Option<Duration>,
+    /// When the last frame (or the headers) passed.
+    pub last_frame: Instant,
+}
+
+impl StreamDeadlines {
+    fn next(&self) -> Option<Instant> {
+        let idle = self.idle.map(|d| self.last_frame + d);
+        [self.route, idle].into_iter().flatten().min()
+    }
+}
+
+/// A deadline fired while the response was still streaming.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream request timeout while streaming the response")]
-pub struct StreamTimeout;
+pub enum StreamTimeout {
+    /// The route timeout.
+    #[error("upstream request timeout while streaming the response")]
+    Route,
+    /// `stream_idle_timeout`.
+    #[error("stream idle timeout while streaming the response")]
+    Idle,
+}
 
 impl Body for ResponseBody {
     type Data = Bytes;
@@ -166,7 +211,8 @@ impl Body for ResponseBody {
             ResponseBodyProj::Full { body } => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
             ResponseBodyProj::Upstream {
                 body,
-                deadline,
+                mut timer,
+                deadlines,
                 on_done,
             } => {
                 let mut body = body;
@@ -186,16 +232,41 @@ impl Body for ResponseBody {
                     }
                     return polled.map(|o| o.map(|r| r.map_err(BodyError::from)));
                 }
-                if polled.is_pending()
-                    && let Some(sleep) = deadline.as_pin_mut()
-                    && sleep.poll(cx).is_ready()
-                {
-                    if let Some(hook) = on_done.take() {
-                        hook.done(false);
+                if polled.is_ready() {
+                    if deadlines.idle.is_some() {
+                        deadlines.last_frame = Instant::now();
                     }
-                    return Poll::Ready(Some(Err(Box::new(StreamTimeout))));
+                    return polled.map(|o| o.map(|r| r.map_err(BodyError::from)));
                 }
-                polled.map(|o| o.map(|r| r.map_err(BodyError::from)))
+                // Pending: check the one timer, re-arming it when activity
+                // moved the idle deadline since it was set.
+                while let Some(mut sleep) = timer.as_mut().as_pin_mut() {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        break;
+                    }
+                    let now = Instant::now();
+                    let expired = if deadlines.route.is_some_and(|d| now >= d) {
+                        Some(StreamTimeout::Route)
+                    } else if deadlines
+                        .idle
+                        .is_some_and(|d| now >= deadlines.last_frame + d)
+                    {
+                        Some(StreamTimeout::Idle)
+                    } else {
+                        None
+                    };
+                    if let Some(why) = expired {
+                        if let Some(hook) = on_done.take() {
+                            hook.done(false);
+                        }
+                        return Poll::Ready(Some(Err(Box::new(why))));
+                    }
+                    match deadlines.next() {
+                        Some(next) => sleep.reset(next),
+                        None => timer.set(None),
+                    }
+                }
+                Poll::Pending
             }
         }
     }

@@ -76,30 +76,58 @@ pub fn millis_value(ms: u64) -> HeaderValue {
     HeaderValue::from(ms)
 }
 
+const X_ENVOY_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
+
 /// Sets the forwarding headers as Envoy's connection manager does on a
-/// plaintext listener:
-/// - `use_remote_address: true`: the peer's address is appended to
-///   `x-forwarded-for`, `x-forwarded-proto` is overwritten, and an
-///   `x-request-id` from an external client is replaced;
-/// - otherwise both are left as sent, `x-forwarded-proto` filled in if absent;
-/// - `x-request-id` is generated when absent.
-pub fn set_forwarding(headers: &mut HeaderMap, peer: SocketAddr, use_remote_address: bool) {
+/// plaintext listener.
+///
+/// With `use_remote_address: true` hale is the edge: the client's address
+/// is the peer's (or, with `xff_num_trusted_hops: N`, the Nth address from
+/// the right of the `x-forwarded-for` it was sent), the peer is appended to
+/// `x-forwarded-for`, `x-forwarded-proto` is overwritten, and a request
+/// from an external client gets a fresh `x-request-id` and
+/// `x-envoy-external-address`. Otherwise both headers are left as sent
+/// (`x-forwarded-proto` filled in if absent). `x-request-id` is generated
+/// when absent.
+pub fn set_forwarding(
+    headers: &mut HeaderMap,
+    peer: SocketAddr,
+    use_remote_address: bool,
+    xff_num_trusted_hops: u32,
+) {
+    let mut external = None;
     if use_remote_address {
+        let sent = headers
+            .get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
+        let client = match (&sent, xff_num_trusted_hops) {
+            (Some(xff), n) if n > 0 => nth_from_right(xff, n).unwrap_or(peer.ip()),
+            _ => peer.ip(),
+        };
         let ip = peer.ip().to_string();
-        let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(existing) if !existing.is_empty() => format!("{existing},{ip}"),
-            _ => ip,
+        let value = match sent {
+            Some(existing) => format!("{existing},{ip}"),
+            None => ip,
         };
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(X_FORWARDED_FOR, v);
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if !is_internal(client) {
+            external = Some(client);
+        }
     } else if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
 
-    let external = use_remote_address && !is_internal(peer.ip());
-    if external || !headers.contains_key(&X_REQUEST_ID) {
+    if let Some(client) = external
+        && let Ok(v) = HeaderValue::from_str(&client.to_string())
+    {
+        headers.insert(X_ENVOY_EXTERNAL_ADDRESS, v);
+    }
+    if external.is_some() || !headers.contains_key(&X_REQUEST_ID) {
         let id = uuid::Uuid::new_v4();
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let text = id.hyphenated().encode_lower(&mut buf);
@@ -107,6 +135,12 @@ pub fn set_forwarding(headers: &mut HeaderMap, peer: SocketAddr, use_remote_addr
             headers.insert(X_REQUEST_ID, v);
         }
     }
+}
+
+/// The `n`th address from the right of an `x-forwarded-for` list (1 = last).
+fn nth_from_right(xff: &str, n: u32) -> Option<IpAddr> {
+    let index = usize::try_from(n).ok()?.checked_sub(1)?;
+    xff.rsplit(',').nth(index)?.trim().parse().ok()
 }
 
 /// Envoy's "internal address": RFC 1918, loopback, and IPv6 unique-local.
@@ -149,12 +183,12 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, "198.51.100.1".parse().unwrap());
         h.insert(X_REQUEST_ID, "abc".parse().unwrap());
-        set_forwarding(&mut h, peer, false);
+        set_forwarding(&mut h, peer, false, 0);
         assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.1");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
         assert_eq!(h[&X_REQUEST_ID], "abc");
 
-        set_forwarding(&mut h, peer, true);
+        set_forwarding(&mut h, peer, true, 0);
         assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.1,203.0.113.9");
         // An external client's request id is not trusted.
         assert_ne!(h[&X_REQUEST_ID], "abc");
@@ -162,7 +196,26 @@ mod tests {
 
         let mut internal = HeaderMap::new();
         internal.insert(X_REQUEST_ID, "keep-me".parse().unwrap());
-        set_forwarding(&mut internal, "10.1.2.3:1".parse().unwrap(), true);
+        set_forwarding(&mut internal, "10.1.2.3:1".parse().unwrap(), true, 0);
         assert_eq!(internal[&X_REQUEST_ID], "keep-me");
+        assert!(!internal.contains_key(&X_ENVOY_EXTERNAL_ADDRESS));
+    }
+
+    #[test]
+    fn trusted_hops_pick_the_client_from_x_forwarded_for() {
+        // An internal load balancer (10.0.0.5) in front of hale forwarded a
+        // request from 198.51.100.7; with one trusted hop that is the client.
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, "198.51.100.7".parse().unwrap());
+        h.insert(X_REQUEST_ID, "from-client".parse().unwrap());
+        set_forwarding(&mut h, "10.0.0.5:4000".parse().unwrap(), true, 1);
+        assert_eq!(h[&X_FORWARDED_FOR], "198.51.100.7,10.0.0.5");
+        assert_eq!(h[&X_ENVOY_EXTERNAL_ADDRESS], "198.51.100.7");
+        assert_ne!(h[&X_REQUEST_ID], "from-client");
+        assert_eq!(
+            nth_from_right("a, 1.2.3.4 , 5.6.7.8", 2),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        assert_eq!(nth_from_right("1.2.3.4", 3), None);
     }
 }

@@ -21,6 +21,7 @@ pub mod listener;
 pub mod pool;
 pub mod router;
 pub mod snapshot;
+pub mod timeouts;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -33,12 +34,13 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::error::{LocalReply, is_grpc};
-use body::{RequestBody, ResponseBody, ResponseDone};
+use body::{RequestBody, ResponseBody, ResponseDone, StreamDeadlines};
 use cluster::{Cluster, Host};
 use listener::ConnectionState;
 use pool::SendError;
 use router::RequestView;
 use snapshot::{ForwardRoute, HttpStats, RouteTarget, Snapshot};
+use timeouts::{Deadlines, Expired, RequestProgress};
 
 /// One downstream connection, as its requests see it (shared by them).
 #[derive(Debug)]
@@ -55,6 +57,7 @@ pub struct Downstream {
 
 /// Handles one request end to end and returns what the client gets.
 pub async fn handle(from: Arc<Downstream>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let received = Instant::now();
     // Route: one snapshot load; keep only the handles the request needs.
     let (target, stats, hcm) = {
         let world = from.snapshot.load();
@@ -62,8 +65,12 @@ pub async fn handle(from: Arc<Downstream>, req: Request<Incoming>) -> Response<R
             return LocalReply::NoRoute.into_response(is_grpc(req.headers()));
         };
         let stats = Arc::clone(&listener.stats);
+        let http = &listener.config.http;
         let hcm = HopSettings {
-            use_remote_address: listener.config.http.use_remote_address,
+            use_remote_address: http.use_remote_address,
+            xff_num_trusted_hops: http.xff_num_trusted_hops,
+            request_timeout: http.request_timeout,
+            stream_idle_timeout: http.stream_idle_timeout,
         };
         let authority = authority_of(&req);
         let view = RequestView {
@@ -108,7 +115,7 @@ pub async fn handle(from: Arc<Downstream>, req: Request<Incoming>) -> Response<R
             reply
         }
         Some(Target::Forward(route)) => {
-            return forward(route, hcm, req, end).await;
+            return forward(route, hcm, received, req, end).await;
         }
     };
     let resp = reply.into_response(grpc);
@@ -120,15 +127,20 @@ enum Target {
     Direct(LocalReply),
 }
 
+/// The connection manager settings a forwarded request needs.
 #[derive(Debug, Clone, Copy)]
 struct HopSettings {
     use_remote_address: bool,
+    xff_num_trusted_hops: u32,
+    request_timeout: Option<std::time::Duration>,
+    stream_idle_timeout: Option<std::time::Duration>,
 }
 
 /// Pick, forward, observe.
 async fn forward(
     route: Arc<ForwardRoute>,
     hop: HopSettings,
+    received: Instant,
     req: Request<Incoming>,
     mut end: RequestEnd,
 ) -> Response<ResponseBody> {
@@ -142,8 +154,19 @@ async fn forward(
     };
 
     // Forward.
-    let upstream_req =
-        upstream_request(&route, end.downstream.peer, hop, host.pool.protocol(), req);
+    // Only a request with a body can still be arriving; only then is its
+    // progress tracked (and allocated).
+    let progress = (!http_body::Body::is_end_stream(req.body())
+        && (hop.request_timeout.is_some() || hop.stream_idle_timeout.is_some()))
+    .then(|| Arc::new(RequestProgress::new(received)));
+    let upstream_req = upstream_request(
+        &route,
+        end.downstream.peer,
+        hop,
+        host.pool.protocol(),
+        req,
+        progress.clone(),
+    );
     cluster.stats.upstream_rq_total.inc();
     cluster.stats.upstream_rq_active.inc();
     host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
@@ -155,19 +178,47 @@ async fn forward(
     });
 
     let started = Instant::now();
-    let deadline = route.action.timeout.map(|t| started + t);
-    let sent = match deadline {
-        Some(deadline) => {
-            match tokio::time::timeout_at(deadline, host.pool.send(upstream_req)).await {
-                Ok(result) => result,
-                Err(_elapsed) => {
-                    cluster.stats.upstream_rq_timeout.inc();
-                    host.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
-                    return end.finish_failed(LocalReply::UpstreamTimeout, grpc);
+    let deadlines = Deadlines {
+        started: received,
+        route: route.action.timeout.map(|t| started + t),
+        request: hop.request_timeout.map(|t| received + t),
+        idle: hop.stream_idle_timeout,
+    };
+    let send = host.pool.send(upstream_req);
+    tokio::pin!(send);
+    let timer = tokio::time::sleep_until(
+        deadlines
+            .next(progress.as_deref())
+            .unwrap_or_else(|| started + FAR_FUTURE),
+    );
+    tokio::pin!(timer);
+    let sent = loop {
+        tokio::select! {
+            biased;
+            sent = &mut send => break sent,
+            () = &mut timer => {
+                let now = Instant::now();
+                match deadlines.expired(now, progress.as_deref()) {
+                    Some(Expired::Route) => {
+                        cluster.stats.upstream_rq_timeout.inc();
+                        host.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
+                        return end.finish_failed(LocalReply::UpstreamTimeout, grpc);
+                    }
+                    Some(Expired::Request) => {
+                        end.stats.downstream_rq_timeout.inc();
+                        return end.finish_failed(LocalReply::RequestTimeout, grpc);
+                    }
+                    Some(Expired::StreamIdle) => {
+                        end.stats.downstream_rq_idle_timeout.inc();
+                        return end.finish_failed(LocalReply::StreamIdleTimeout, grpc);
+                    }
+                    None => {
+                        let next = deadlines.next(progress.as_deref()).unwrap_or(now + FAR_FUTURE);
+                        timer.as_mut().reset(next);
+                    }
                 }
             }
         }
-        None => host.pool.send(upstream_req).await,
     };
 
     // Observe.
@@ -210,12 +261,19 @@ async fn forward(
     end.stats.downstream_rq.record(status);
 
     let (parts, incoming) = resp.into_parts();
-    let body_deadline = deadline.map(tokio::time::sleep_until);
+    let stream = StreamDeadlines {
+        route: deadlines.route,
+        idle: hop.stream_idle_timeout,
+        last_frame: Instant::now(),
+    };
     Response::from_parts(
         parts,
-        ResponseBody::upstream(incoming, body_deadline, Box::new(end)),
+        ResponseBody::upstream(incoming, stream, Box::new(end)),
     )
 }
+
+/// Far enough to mean "no deadline" for a timer that must exist.
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
 
 /// Builds the upstream request: rewritten path, authority, proxy headers.
 fn upstream_request(
@@ -224,6 +282,7 @@ fn upstream_request(
     hop: HopSettings,
     protocol: crate::config::model::UpstreamProtocol,
     req: Request<Incoming>,
+    progress: Option<Arc<RequestProgress>>,
 ) -> Request<RequestBody> {
     let (mut parts, body) = req.into_parts();
     let authority: Option<HeaderValue> = match &route.action.host_rewrite_literal {
@@ -244,7 +303,12 @@ fn upstream_request(
     let path = rewritten.as_deref().unwrap_or(path_and_query);
 
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::set_forwarding(&mut parts.headers, peer, hop.use_remote_address);
+    headers::set_forwarding(
+        &mut parts.headers,
+        peer,
+        hop.use_remote_address,
+        hop.xff_num_trusted_hops,
+    );
     if let Some(timeout) = &route.expected_timeout_header {
         parts
             .headers
@@ -274,7 +338,7 @@ fn upstream_request(
                 .unwrap_or_else(|_| Uri::from_static("/"));
         }
     }
-    Request::from_parts(parts, RequestBody::Streaming { body })
+    Request::from_parts(parts, RequestBody::Streaming { body, progress })
 }
 
 /// The request's host: `:authority` for HTTP/2, `Host` for HTTP/1.1.

@@ -64,8 +64,12 @@ pub struct HttpStats {
     pub no_route: Counter,
     /// `rq_direct_response`.
     pub rq_direct_response: Counter,
-    /// `downstream_rq_idle_timeout` (connections closed for idleness).
+    /// `downstream_cx_idle_timeout`: connections closed for idleness.
     pub downstream_cx_idle_timeout: Counter,
+    /// `downstream_rq_timeout`: requests that hit `request_timeout`.
+    pub downstream_rq_timeout: Counter,
+    /// `downstream_rq_idle_timeout`: streams that hit `stream_idle_timeout`.
+    pub downstream_rq_idle_timeout: Counter,
 }
 
 impl HttpStats {
@@ -89,6 +93,8 @@ impl HttpStats {
             no_route: scope.counter("no_route"),
             rq_direct_response: scope.counter("rq_direct_response"),
             downstream_cx_idle_timeout: scope.counter("downstream_cx_idle_timeout"),
+            downstream_rq_timeout: scope.counter("downstream_rq_timeout"),
+            downstream_rq_idle_timeout: scope.counter("downstream_rq_idle_timeout"),
         }
     }
 }

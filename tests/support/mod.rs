@@ -222,6 +222,11 @@ pub fn refused_port() -> u16 {
 /// route config is `routes_yaml` (the `virtual_hosts` list, indented by 10),
 /// plus `clusters_yaml` (the `clusters` list, indented by 2), with an admin.
 pub fn bootstrap(virtual_hosts: &str, clusters: &str) -> String {
+    bootstrap_with("", virtual_hosts, clusters)
+}
+
+/// [`bootstrap`] with extra connection manager fields (`hcm`, indented by 10).
+pub fn bootstrap_with(hcm: &str, virtual_hosts: &str, clusters: &str) -> String {
     format!(
         r#"
 admin:
@@ -239,7 +244,7 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
           codec_type: AUTO
-          route_config:
+{hcm}          route_config:
             name: local
             virtual_hosts:
 {virtual_hosts}
