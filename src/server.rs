@@ -18,7 +18,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState, CommandLineOptions};
 use crate::config::Bootstrap;
+use crate::health::scheduler::Warmup;
 use crate::lifecycle::{Lifecycle, Phase};
+use crate::proxy::cluster::HealthRuntime;
 use crate::proxy::listener::{self, ListenerShared};
 use crate::proxy::snapshot::{Snapshot, World};
 use crate::stats::Store;
@@ -329,9 +331,32 @@ impl DataPath {
     /// Builds the world, starts the workers, goes Live, and on shutdown
     /// drains; returns the worker threads to join.
     async fn run(self, ready: mpsc::Sender<()>) -> Vec<JoinHandle<()>> {
-        let world =
-            Arc::new(World::build(Arc::clone(&self.bootstrap), &self.store, self.workers).await);
+        let health = HealthRuntime {
+            warmup: Warmup::new(),
+            stop: self.shutdown.child_token(),
+        };
+        let world = Arc::new(
+            World::build(
+                Arc::clone(&self.bootstrap),
+                &self.store,
+                self.workers,
+                &health,
+            )
+            .await,
+        );
         self.snapshot.store(Arc::clone(&world));
+        // Envoy's cluster warming: serve only once every health-checked
+        // host has had its first result (bounded by the checks' timeouts).
+        if health.warmup.pending() > 0 {
+            tracing::info!(
+                pending = health.warmup.pending(),
+                "waiting for the first round of health checks"
+            );
+            tokio::select! {
+                () = health.warmup.wait() => {}
+                () = self.shutdown.cancelled() => {}
+            }
+        }
 
         // Regroup as per_worker[worker] = [(listener index, socket)].
         let mut per_worker: Vec<Vec<(usize, StdListener)>> =

@@ -20,18 +20,33 @@ const ROUTES: &str = r#"            - name: all
                 route: { cluster: refused }
               - match: { prefix: "/down" }
                 route: { cluster: down }
+              - match: { prefix: "/panic" }
+                route: { cluster: panic }
               - match: { prefix: "/" }
                 route: { cluster: ok }
 "#;
 
-fn clusters(slow: SocketAddr, refused: SocketAddr, ok: SocketAddr) -> String {
-    let down = format!(
-        "  - name: down\n    type: STATIC\n    load_assignment:\n      cluster_name: down\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: {}, port_value: {} }}\n          health_status: UNHEALTHY\n",
-        ok.ip(),
-        ok.port()
-    );
+/// A cluster whose one host is marked UNHEALTHY, with `extra` cluster lines.
+fn unhealthy_cluster(name: &str, host: SocketAddr, extra: &str) -> String {
     format!(
-        "{}{}{}{down}",
+        "  - name: {name}\n    type: STATIC\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: {}, port_value: {} }}\n          health_status: UNHEALTHY\n",
+        host.ip(),
+        host.port()
+    )
+}
+
+fn clusters(slow: SocketAddr, refused: SocketAddr, ok: SocketAddr) -> String {
+    // Panic disabled: with no usable host there is nothing to send to.
+    let down = unhealthy_cluster(
+        "down",
+        ok,
+        "    common_lb_config: { healthy_panic_threshold: { value: 0 } }\n",
+    );
+    // Envoy's default 50% panic threshold: 0% usable is panic, and panic
+    // routes to every host, unhealthy or not.
+    let panic = unhealthy_cluster("panic", ok, "");
+    format!(
+        "{}{}{}{down}{panic}",
         cluster("slow", "ROUND_ROBIN", &[(slow, 1, 0)], ""),
         cluster("refused", "ROUND_ROBIN", &[(refused, 1, 0)], ""),
         cluster("ok", "ROUND_ROBIN", &[(ok, 1, 0)], ""),
@@ -75,8 +90,17 @@ async fn timeout_refusal_and_no_host_get_envoys_local_replies() {
         "nothing is forwarded to an unhealthy host"
     );
 
+    let panic = get(&format!("{url}/panic"), &[]).await;
+    assert_eq!(
+        panic.status, 200,
+        "panic routing reaches the unhealthy host"
+    );
+    assert_eq!(hale.stat("cluster.panic.lb_healthy_panic"), 1);
+    assert_eq!(ok.received(), 1);
+
     // And hale is fine afterwards.
     assert_eq!(get(&format!("{url}/fine"), &[]).await.status, 200);
+    assert_eq!(ok.received(), 2);
     assert_eq!(hale.stat("http.ingress.downstream_rq_5xx"), 3);
     hale.stop().await;
 }

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+mod health_check;
+pub use health_check::*;
+
 /// Envoy: a route's `timeout` defaults to 15s.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Envoy: a cluster's `connect_timeout` defaults to 5s.
@@ -24,6 +27,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Envoy: `max_request_headers_kb` defaults to 60.
 pub const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
+/// Envoy: `overprovisioning_factor` defaults to 140 (%).
+pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
 /// Envoy: `healthy_panic_threshold` defaults to 50%.
 pub const DEFAULT_PANIC_THRESHOLD_PERCENT: f64 = 50.0;
 
@@ -288,6 +293,14 @@ pub struct Cluster {
     pub healthy_panic_threshold: f64,
     /// `circuit_breakers` (parsed now, enforced later).
     pub circuit_breakers: CircuitBreakers,
+    /// `health_checks`, in file order. Default none (no active checking).
+    pub health_checks: Vec<HealthCheck>,
+    /// `common_lb_config.zone_aware_lb_config.fail_traffic_on_panic`: in
+    /// panic, answer 503 instead of sending to every host. Default false.
+    /// (hale honours it without zone-aware routing; Envoy does not.)
+    pub fail_traffic_on_panic: bool,
+    /// `load_assignment.policy.overprovisioning_factor` (percent). Default 140.
+    pub overprovisioning_factor: u32,
 }
 
 /// `type` of a cluster.

@@ -5,7 +5,12 @@
 //! Active checkers, outlier detection and endpoint `health_status` set and
 //! clear flags here; the balancer only reads them through `eligible()`.
 //! Must not touch: the data path (`proxy/` imports this room, never the
-//! reverse) or the config beyond `model::HealthStatus`.
+//! reverse) or the config beyond the health-check model.
+
+pub mod checker;
+pub mod events;
+pub mod probe;
+pub mod scheduler;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -39,6 +44,10 @@ pub mod flags {
         FAILED_ACTIVE_HC | FAILED_OUTLIER_CHECK | FAILED_EDS_HEALTH | EDS_STATUS_DRAINING;
     /// Any of these (and none of `UNHEALTHY`) makes a host degraded.
     pub const DEGRADED: u32 = DEGRADED_ACTIVE_HC | DEGRADED_EDS_HEALTH;
+    /// Any of these leaves a host out of the load-balancing denominators
+    /// (it still takes traffic in panic).
+    pub const EXCLUDED: u32 =
+        PENDING_ACTIVE_HC | EXCLUDED_VIA_IMMEDIATE_HC_FAIL | EDS_STATUS_DRAINING;
 
     /// Names in the fixed order Envoy's `/clusters` prints them.
     pub const NAMES: [(u32, &str); 10] = [
@@ -123,6 +132,16 @@ impl HostHealth {
     /// Clears `mask`.
     pub fn clear(&self, mask: u32) {
         self.bits.fetch_and(!mask, Ordering::Relaxed);
+    }
+
+    /// Replaces the bits under `mask` with those of `bits`, leaving the
+    /// others (owned by someone else) as they are.
+    pub fn replace(&self, mask: u32, bits: u32) {
+        let _ = self
+            .bits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some((old & !mask) | (bits & mask))
+            });
     }
 
     /// `eligible()` of the current flags.

@@ -1,22 +1,37 @@
 //! A runtime cluster: its hosts by priority, the balancer over them, each
-//! host's pool and counters, and the cluster's stats.
+//! host's pool and counters, its active health checks, and its stats.
 //!
 //! Owns: turning a `model::Cluster` into hosts (resolving DNS names once at
-//! build time), and the pick across priorities: priority 0 while it has a
-//! usable host, then 1, and so on; healthy hosts before degraded ones.
-//! Must not touch: health decisions (flags come from `health::HostHealth`
-//! and are judged by `health::eligible`), routing.
+//! build time), the load plan across priorities (rebuilt when host health
+//! changes, read once per pick), and the pick itself.
+//! Must not touch: health decisions (flags come from `health::HostHealth`,
+//! set by their owners, and are judged by `health::coarse`/`eligible`),
+//! routing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::model::{self, DiscoveryType, UpstreamProtocol};
-use crate::health::{self, Coarse, HostHealth};
+use crate::health::scheduler::{ActiveChecks, CheckedHost, ClusterChecks, Warmup};
+use crate::health::{self, Coarse, HostHealth, flags};
 use crate::stats::{Counter, Gauge, Scope, StatusCounters, Store};
 
 use super::balancer::{Candidate, Level};
 use super::pool::{ConnStats, HostPool};
+use super::priority::{LevelCounts, LoadPlan, Pool};
+
+/// What starting a cluster's health checks needs from the server.
+#[derive(Debug, Clone)]
+pub struct HealthRuntime {
+    /// Counts first results; hale goes LIVE when it reaches zero.
+    pub warmup: Arc<Warmup>,
+    /// Stops the checks.
+    pub stop: CancellationToken,
+}
 
 /// Per-host counters, shown by `/clusters` (Envoy does not put them in `/stats`).
 #[derive(Debug, Default)]
@@ -42,8 +57,12 @@ pub struct HostStats {
 /// One upstream host.
 #[derive(Debug)]
 pub struct Host {
+    /// Its position in the cluster (priority order, then file order).
+    pub index: usize,
     /// The resolved address requests go to.
     pub address: SocketAddr,
+    /// Where health checks go (`health_check_config.port_value` applied).
+    pub check_address: SocketAddr,
     /// The configured name or IP (shown as `hostname` for DNS clusters).
     pub hostname: String,
     /// `load_balancing_weight`.
@@ -85,12 +104,71 @@ pub struct ClusterStats {
     pub upstream_rq_rx_reset: Counter,
     /// `upstream_cx_none_healthy`: no host could be picked.
     pub upstream_cx_none_healthy: Counter,
-    /// `membership_total`.
-    pub membership_total: Gauge,
-    /// `membership_healthy`.
-    pub membership_healthy: Gauge,
-    /// `membership_degraded`.
-    pub membership_degraded: Gauge,
+    /// `lb_healthy_panic`: requests balanced over every host in panic.
+    pub lb_healthy_panic: Counter,
+}
+
+/// `membership_*` gauges.
+#[derive(Debug)]
+struct Membership {
+    total: Gauge,
+    healthy: Gauge,
+    degraded: Gauge,
+    excluded: Gauge,
+}
+
+/// The hosts by priority and the plan over them. Shared with the health
+/// checks' change callback, which rebuilds the plan.
+#[derive(Debug)]
+struct Balancing {
+    /// Levels in ascending priority number (0 first).
+    levels: Vec<(u32, Level<Arc<Host>>)>,
+    // Rebuilt by whoever changes host health (the control thread, or a
+    // worker on an immediate-fail header); loaded once per pick.
+    plan: ArcSwap<LoadPlan>,
+    overprovisioning: u32,
+    panic_threshold: f64,
+    membership: Membership,
+}
+
+impl Balancing {
+    /// Recounts hosts by health and republishes the plan and gauges.
+    fn rebuild(&self) {
+        let mut all = LevelCounts::default();
+        let counts: Vec<LevelCounts> = self
+            .levels
+            .iter()
+            .map(|(_, level)| {
+                let mut c = LevelCounts::default();
+                for h in level.hosts() {
+                    let bits = h.health.bits();
+                    c.total += 1;
+                    match health::coarse(bits) {
+                        Coarse::Healthy => c.healthy += 1,
+                        Coarse::Degraded => c.degraded += 1,
+                        Coarse::Unhealthy => {}
+                    }
+                    if bits & flags::EXCLUDED != 0 {
+                        c.excluded += 1;
+                    }
+                }
+                all.total += c.total;
+                all.healthy += c.healthy;
+                all.degraded += c.degraded;
+                all.excluded += c.excluded;
+                c
+            })
+            .collect();
+        self.plan.store(Arc::new(LoadPlan::compute(
+            &counts,
+            self.overprovisioning,
+            self.panic_threshold,
+        )));
+        self.membership.total.set(i64::from(all.total));
+        self.membership.healthy.set(i64::from(all.healthy));
+        self.membership.degraded.set(i64::from(all.degraded));
+        self.membership.excluded.set(i64::from(all.excluded));
+    }
 }
 
 /// A runtime cluster.
@@ -98,8 +176,9 @@ pub struct ClusterStats {
 pub struct Cluster {
     /// The validated config it was built from.
     pub config: model::Cluster,
-    /// Levels in ascending priority number (0 first).
-    levels: Vec<(u32, Level<Arc<Host>>)>,
+    balancing: Arc<Balancing>,
+    /// Active health checks, when the cluster has `health_checks`.
+    active: Option<Arc<ActiveChecks>>,
     /// Stats under `cluster.<name>.`.
     pub stats: ClusterStats,
 }
@@ -109,7 +188,12 @@ impl Cluster {
     /// `workers` data-path workers, resolving DNS names of the DNS types (a name that
     /// does not resolve yields no host and a warning, as Envoy keeps a DNS
     /// cluster with no hosts until resolution succeeds).
-    pub async fn build(config: &model::Cluster, store: &Arc<Store>, workers: usize) -> Self {
+    pub async fn build(
+        config: &model::Cluster,
+        store: &Arc<Store>,
+        workers: usize,
+        health_runtime: &HealthRuntime,
+    ) -> Self {
         let scope = Scope::tagged(store.clone(), "cluster", &config.name, "envoy_cluster_name");
         let conn = ConnStats {
             host_cx_total: Arc::default(),
@@ -132,41 +216,53 @@ impl Cluster {
             upstream_rq_timeout: scope.counter("upstream_rq_timeout"),
             upstream_rq_rx_reset: scope.counter("upstream_rq_rx_reset"),
             upstream_cx_none_healthy: scope.counter("upstream_cx_none_healthy"),
-            membership_total: scope.gauge("membership_total"),
-            membership_healthy: scope.gauge("membership_healthy"),
-            membership_degraded: scope.gauge("membership_degraded"),
+            lb_healthy_panic: scope.counter("lb_healthy_panic"),
+        };
+        let membership = Membership {
+            total: scope.gauge("membership_total"),
+            healthy: scope.gauge("membership_healthy"),
+            degraded: scope.gauge("membership_degraded"),
+            excluded: scope.gauge("membership_excluded"),
         };
 
-        let mut hosts: Vec<Arc<Host>> = Vec::new();
+        let mut resolved = Vec::new();
         for endpoint in &config.endpoints {
             for address in resolve(config.discovery, endpoint, &config.name).await {
-                let host_stats = HostStats::default();
-                let conn = ConnStats {
-                    host_cx_total: host_stats.cx_total.clone(),
-                    host_cx_active: host_stats.cx_active.clone(),
-                    host_cx_connect_fail: host_stats.cx_connect_fail.clone(),
-                    ..conn.clone()
-                };
-                hosts.push(Arc::new(Host {
-                    address,
-                    hostname: endpoint.host.clone(),
-                    weight: endpoint.weight.max(1),
-                    priority: endpoint.priority,
-                    health: Arc::new(HostHealth::from_status(endpoint.health_status)),
-                    stats: host_stats,
-                    pool: HostPool::new(
-                        address,
-                        config.protocol,
-                        config.connect_timeout,
-                        conn,
-                        workers,
-                    ),
-                }));
+                resolved.push((endpoint, address));
             }
+        }
+        // Hosts are indexed in priority order, the order /clusters prints.
+        resolved.sort_by_key(|(e, _)| e.priority);
+        let mut hosts: Vec<Arc<Host>> = Vec::with_capacity(resolved.len());
+        for (index, (endpoint, address)) in resolved.into_iter().enumerate() {
+            let host_stats = HostStats::default();
+            let conn = ConnStats {
+                host_cx_total: host_stats.cx_total.clone(),
+                host_cx_active: host_stats.cx_active.clone(),
+                host_cx_connect_fail: host_stats.cx_connect_fail.clone(),
+                ..conn.clone()
+            };
+            let check_port = endpoint.health_check_port.unwrap_or(address.port());
+            hosts.push(Arc::new(Host {
+                index,
+                address,
+                check_address: SocketAddr::new(address.ip(), check_port),
+                hostname: endpoint.host.clone(),
+                weight: endpoint.weight.max(1),
+                priority: endpoint.priority,
+                health: Arc::new(HostHealth::from_status(endpoint.health_status)),
+                stats: host_stats,
+                pool: HostPool::new(
+                    address,
+                    config.protocol,
+                    config.connect_timeout,
+                    conn,
+                    workers,
+                ),
+            }));
         }
 
         let mut priorities: Vec<u32> = hosts.iter().map(|h| h.priority).collect();
-        priorities.sort_unstable();
         priorities.dedup();
         let levels = priorities
             .into_iter()
@@ -175,13 +271,42 @@ impl Cluster {
                 (p, Level::new(members))
             })
             .collect();
-        let cluster = Self {
-            config: config.clone(),
+        let balancing = Arc::new(Balancing {
             levels,
+            plan: ArcSwap::from_pointee(LoadPlan::default()),
+            overprovisioning: config.overprovisioning_factor,
+            panic_threshold: config.healthy_panic_threshold,
+            membership,
+        });
+        balancing.rebuild();
+
+        let active = (!config.health_checks.is_empty()).then(|| {
+            let on_change = Arc::clone(&balancing);
+            ActiveChecks::start(
+                ClusterChecks {
+                    cluster: config.name.clone(),
+                    checks: config.health_checks.clone(),
+                    hosts: hosts
+                        .iter()
+                        .map(|h| CheckedHost {
+                            check_address: h.check_address,
+                            health: Arc::clone(&h.health),
+                        })
+                        .collect(),
+                    traffic: conn.cx_total.clone(),
+                    on_change: Box::new(move || on_change.rebuild()),
+                },
+                store,
+                &health_runtime.warmup,
+                &health_runtime.stop,
+            )
+        });
+        Self {
+            config: config.clone(),
+            balancing,
+            active,
             stats,
-        };
-        cluster.refresh_membership();
-        cluster
+        }
     }
 
     /// The cluster's name.
@@ -189,41 +314,60 @@ impl Cluster {
         &self.config.name
     }
 
-    /// Every host, by priority then file order.
+    /// Every host, by priority then file order (the order of `Host::index`).
     pub fn hosts(&self) -> impl Iterator<Item = &Arc<Host>> {
-        self.levels.iter().flat_map(|(_, l)| l.hosts().iter())
+        self.balancing
+            .levels
+            .iter()
+            .flat_map(|(_, l)| l.hosts().iter())
     }
 
-    /// Picks a host: the first priority with a healthy host, else the first
-    /// with a degraded one, else none (Envoy's full priority and panic
-    /// arithmetic arrives with active health checking).
+    /// Picks a host as Envoy does: a level and pool drawn from the load
+    /// plan (healthy first, degraded for what healthy hosts cannot take,
+    /// every host of a level in panic), then the balancer within it. With
+    /// `fail_traffic_on_panic`, a panicking level yields no host (hale
+    /// honours it without zone-aware routing).
     pub fn pick(&self) -> Option<&Arc<Host>> {
         let policy = self.config.lb_policy;
-        let healthy = |h: &Arc<Host>| health::coarse(h.health.bits()) == Coarse::Healthy;
-        self.levels
-            .iter()
-            .find_map(|(_, level)| level.pick(policy, healthy))
-            .or_else(|| {
-                self.levels
-                    .iter()
-                    .find_map(|(_, level)| level.pick(policy, |h| h.health.eligible()))
-            })
+        let plan = self.balancing.plan.load();
+        let choice = plan.choose(|| rand::random_range(1..=100))?;
+        let (_, level) = self.balancing.levels.get(choice.level)?;
+        let picked = match choice.pool {
+            Pool::Healthy => level.pick(policy, |h| {
+                health::coarse(h.health.bits()) == Coarse::Healthy
+            }),
+            Pool::Degraded => level.pick(policy, |h| {
+                health::coarse(h.health.bits()) == Coarse::Degraded
+            }),
+            Pool::Panic => {
+                if self.config.fail_traffic_on_panic {
+                    return None;
+                }
+                self.stats.lb_healthy_panic.inc();
+                return level.pick(policy, |_| true);
+            }
+        };
+        // Flags may have moved since the plan was built: any usable host.
+        picked.or_else(|| {
+            self.balancing
+                .levels
+                .iter()
+                .find_map(|(_, l)| l.pick(policy, |h| h.health.eligible()))
+        })
     }
 
-    /// Recomputes the `membership_*` gauges from the hosts' flags.
-    pub fn refresh_membership(&self) {
-        let (mut total, mut healthy, mut degraded) = (0, 0, 0);
-        for h in self.hosts() {
-            total += 1;
-            match health::coarse(h.health.bits()) {
-                Coarse::Healthy => healthy += 1,
-                Coarse::Degraded => degraded += 1,
-                Coarse::Unhealthy => {}
-            }
+    /// An upstream answered with `x-envoy-immediate-health-check-fail`:
+    /// with active checking, the host is excluded at once (Envoy); without,
+    /// the header means nothing.
+    pub fn immediate_fail(&self, host: &Host) {
+        if let Some(active) = &self.active {
+            active.immediate_fail(host.index);
         }
-        self.stats.membership_total.set(total);
-        self.stats.membership_healthy.set(healthy);
-        self.stats.membership_degraded.set(degraded);
+    }
+
+    /// The current load plan (for the admin).
+    pub fn plan(&self) -> Arc<LoadPlan> {
+        self.balancing.plan.load_full()
     }
 }
 

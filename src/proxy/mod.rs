@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod headers;
 pub mod listener;
 pub mod pool;
+pub mod priority;
 pub mod router;
 pub mod snapshot;
 pub mod timeouts;
@@ -240,6 +241,12 @@ async fn forward(
     };
     let status = resp.status().as_u16();
     cluster.stats.upstream_rq.record(status);
+    if resp
+        .headers()
+        .contains_key(crate::health::probe::X_ENVOY_IMMEDIATE_HEALTH_CHECK_FAIL)
+    {
+        cluster.immediate_fail(&host);
+    }
     let counter = if status >= 500 {
         &host.stats.rq_error
     } else {

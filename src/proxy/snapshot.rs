@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use crate::config::model::{self, Bootstrap, ForwardAction, RouteAction, RouteMatch};
 use crate::stats::{Counter, Gauge, Scope, StatusCounters, Store};
 
-use super::cluster::Cluster;
+use super::cluster::{Cluster, HealthRuntime};
 use super::router::Router;
 
 /// The shared handle every listener and the admin read.
@@ -123,11 +123,17 @@ pub struct World {
 
 impl World {
     /// Builds the world for `bootstrap` and `workers` data-path workers,
-    /// registering stats in `store`.
-    pub async fn build(bootstrap: Arc<Bootstrap>, store: &Arc<Store>, workers: usize) -> Self {
+    /// registering stats in `store` and starting health checks on the
+    /// current runtime.
+    pub async fn build(
+        bootstrap: Arc<Bootstrap>,
+        store: &Arc<Store>,
+        workers: usize,
+        health: &HealthRuntime,
+    ) -> Self {
         let mut clusters = Vec::with_capacity(bootstrap.clusters.len());
         for c in &bootstrap.clusters {
-            clusters.push(Arc::new(Cluster::build(c, store, workers).await));
+            clusters.push(Arc::new(Cluster::build(c, store, workers, health).await));
         }
         let by_name: HashMap<&str, &Arc<Cluster>> =
             clusters.iter().map(|c| (c.name(), c)).collect();

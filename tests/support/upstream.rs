@@ -38,10 +38,47 @@ pub enum Behaviour {
     Sink,
 }
 
+/// What `/healthz` answers, switchable while the upstream runs.
+#[derive(Debug)]
+pub struct HealthSwitch {
+    /// The status `/healthz` answers with.
+    pub status: std::sync::atomic::AtomicU16,
+    /// Add `x-envoy-degraded` to `/healthz` answers.
+    pub degraded: std::sync::atomic::AtomicBool,
+    /// Never answer `/healthz`.
+    pub hang: std::sync::atomic::AtomicBool,
+    /// Add `x-envoy-immediate-health-check-fail` to every other answer.
+    pub immediate_fail: std::sync::atomic::AtomicBool,
+    /// `/healthz` requests seen, with their headers (the last one).
+    pub checks: AtomicUsize,
+    pub last_check_headers: std::sync::Mutex<http::HeaderMap>,
+}
+
+impl Default for HealthSwitch {
+    fn default() -> Self {
+        Self {
+            status: std::sync::atomic::AtomicU16::new(200),
+            degraded: Default::default(),
+            hang: Default::default(),
+            immediate_fail: Default::default(),
+            checks: AtomicUsize::new(0),
+            last_check_headers: Default::default(),
+        }
+    }
+}
+
+impl HealthSwitch {
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+}
+
 /// A running upstream; stops when dropped.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub name: String,
+    /// `/healthz` behaviour.
+    pub health: Arc<HealthSwitch>,
     /// Requests received (counted when the headers arrive).
     pub received: Arc<AtomicUsize>,
     /// Requests received and not yet answered.
@@ -62,7 +99,9 @@ impl Upstream {
         let received = Arc::new(AtomicUsize::new(0));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
+        let health = Arc::new(HealthSwitch::default());
         let state = Arc::new(State {
+            health: health.clone(),
             name: name.to_string(),
             behaviour,
             received: received.clone(),
@@ -95,6 +134,7 @@ impl Upstream {
         Self {
             addr,
             name: name.to_string(),
+            health,
             received,
             in_flight,
             stop,
@@ -111,6 +151,7 @@ impl Upstream {
 }
 
 struct State {
+    health: Arc<HealthSwitch>,
     name: String,
     behaviour: Behaviour,
     received: Arc<AtomicUsize>,
@@ -122,6 +163,35 @@ type UpBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 impl State {
     async fn answer(&self, req: Request<Incoming>) -> Response<UpBody> {
+        if req.uri().path() == "/healthz" {
+            return self.health_check(req).await;
+        }
+        let mut resp = self.count_and_respond(req).await;
+        if self.health.immediate_fail.load(Ordering::SeqCst) {
+            resp.headers_mut().insert(
+                "x-envoy-immediate-health-check-fail",
+                http::HeaderValue::from_static("true"),
+            );
+        }
+        resp
+    }
+
+    async fn health_check(&self, req: Request<Incoming>) -> Response<UpBody> {
+        self.health.checks.fetch_add(1, Ordering::SeqCst);
+        *self.health.last_check_headers.lock().unwrap() = req.headers().clone();
+        if self.health.hang.load(Ordering::SeqCst) {
+            self.stop.cancelled().await;
+        }
+        let mut b = Response::builder()
+            .status(self.health.status.load(Ordering::SeqCst))
+            .header("x-upstream", &self.name);
+        if self.health.degraded.load(Ordering::SeqCst) {
+            b = b.header("x-envoy-degraded", "true");
+        }
+        b.body(full(format!("health of {}", self.name))).unwrap()
+    }
+
+    async fn count_and_respond(&self, req: Request<Incoming>) -> Response<UpBody> {
         self.received.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let resp = self.respond(req).await;

@@ -125,6 +125,9 @@ pub(super) fn decode<'a>(
         protocol: protocol?,
         healthy_panic_threshold: healthy_panic_threshold?,
         circuit_breakers: circuit_breakers?,
+        health_checks: Vec::new(),
+        fail_traffic_on_panic: false,
+        overprovisioning_factor: crate::config::model::DEFAULT_OVERPROVISIONING_FACTOR,
     })
 }
 

@@ -1,0 +1,395 @@
+//! Active health checking of one cluster: one session per (host, check),
+//! each a task that probes, applies the result to its state machine,
+//! publishes the host's flags, tells the events and sleeps Envoy's interval.
+//!
+//! Owns: the sessions' timers and probers, `cluster.<name>.health_check.*`
+//! stats, the first-round warm-up count, and passive immediate-fail marks.
+//! Must not touch: the data path. The cluster hands in its hosts' flags and
+//! a callback to run when host health changed; nothing here imports proxy/.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::checker::{
+    self, Event, FailureType, Outcome, SESSION_FLAGS, Session, Step, Thresholds, Transition,
+};
+use super::events::{EventLog, EventSource, tell};
+use super::probe::{self, Prober};
+use super::{HostHealth, flags};
+use crate::config::model::HealthCheck;
+use crate::stats::{Counter, Gauge, Scope, Store};
+
+/// What active checking needs to know about one host.
+#[derive(Debug, Clone)]
+pub struct CheckedHost {
+    /// Where probes go (`health_check_config.port_value` applied).
+    pub check_address: SocketAddr,
+    /// The host's flags (active checking owns [`SESSION_FLAGS`] of them).
+    pub health: Arc<HostHealth>,
+}
+
+/// Counts sessions that have not had their first result, and wakes a
+/// waiter when none is left (hale goes LIVE only then, like Envoy's
+/// cluster warming).
+#[derive(Debug, Default)]
+pub struct Warmup {
+    pending: AtomicUsize,
+    notify: Notify,
+}
+
+impl Warmup {
+    /// A counter with nothing pending.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn add(&self, n: usize) {
+        self.pending.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn done_one(&self) {
+        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Sessions still waiting for their first result.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once every session has had a first result.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.pending() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// `cluster.<name>.health_check.*`.
+#[derive(Debug)]
+struct CheckStats {
+    attempt: Counter,
+    success: Counter,
+    failure: Counter,
+    passive_failure: Counter,
+    network_failure: Counter,
+    healthy: Gauge,
+    degraded: Gauge,
+}
+
+impl CheckStats {
+    fn new(store: &Arc<Store>, cluster: &str) -> Self {
+        let scope = Scope::tagged(store.clone(), "cluster", cluster, "envoy_cluster_name");
+        // Registered so dashboards see it; hale has no service_name_matcher yet.
+        let _ = scope.counter("health_check.verify_cluster");
+        Self {
+            attempt: scope.counter("health_check.attempt"),
+            success: scope.counter("health_check.success"),
+            failure: scope.counter("health_check.failure"),
+            passive_failure: scope.counter("health_check.passive_failure"),
+            network_failure: scope.counter("health_check.network_failure"),
+            healthy: scope.gauge("health_check.healthy"),
+            degraded: scope.gauge("health_check.degraded"),
+        }
+    }
+}
+
+/// State shared by a cluster's sessions.
+struct Shared {
+    cluster: String,
+    hosts: Vec<CheckedHost>,
+    checks: Vec<(HealthCheck, String, EventLog)>,
+    // session_flags[host][check]: each session's latest flags.
+    session_flags: Vec<Vec<AtomicU32>>,
+    // published[host]: the combined flags last written to the host, so the
+    // gauges move by differences instead of recounting every host.
+    published: Vec<AtomicU32>,
+    stats: CheckStats,
+    traffic: Counter,
+    on_change: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Shared {
+    /// ORs the host's sessions' flags into the host (a host is healthy only
+    /// when every check passes) and moves the gauges by the difference.
+    fn publish(&self, host: usize) {
+        let (Some(h), Some(sessions), Some(last)) = (
+            self.hosts.get(host),
+            self.session_flags.get(host),
+            self.published.get(host),
+        ) else {
+            return;
+        };
+        let combined = sessions
+            .iter()
+            .fold(0, |acc, f| acc | f.load(Ordering::Relaxed));
+        h.health.replace(SESSION_FLAGS, combined);
+        let before = last.swap(combined, Ordering::Relaxed);
+        let delta = |bit: u32, healthy_when_clear: bool| -> i64 {
+            let was = (before & bit == 0) == healthy_when_clear;
+            let is = (combined & bit == 0) == healthy_when_clear;
+            i64::from(is) - i64::from(was)
+        };
+        let healthy = delta(flags::FAILED_ACTIVE_HC, true);
+        let degraded = delta(flags::DEGRADED_ACTIVE_HC, false);
+        if healthy != 0 {
+            self.stats.healthy.set(self.stats.healthy.value() + healthy);
+        }
+        if degraded != 0 {
+            self.stats
+                .degraded
+                .set(self.stats.degraded.value() + degraded);
+        }
+    }
+}
+
+/// The active health checking of one cluster.
+pub struct ActiveChecks {
+    shared: Arc<Shared>,
+    // passive[host][check]: wakes a session for an immediate-fail mark.
+    passive: Vec<Vec<mpsc::Sender<()>>>,
+}
+
+impl std::fmt::Debug for ActiveChecks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActiveChecks")
+            .field("cluster", &self.shared.cluster)
+            .field("hosts", &self.shared.hosts.len())
+            .field("checks", &self.shared.checks.len())
+            .finish()
+    }
+}
+
+/// Everything needed to start checking one cluster.
+pub struct ClusterChecks {
+    /// The cluster's name.
+    pub cluster: String,
+    /// Its `health_checks`.
+    pub checks: Vec<HealthCheck>,
+    /// Its hosts, in the cluster's order.
+    pub hosts: Vec<CheckedHost>,
+    /// `cluster.<name>.upstream_cx_total`: once non-zero the cluster has
+    /// seen traffic and the no-traffic intervals no longer apply.
+    pub traffic: Counter,
+    /// Run after any host's health changed (rebuild load-balancing state).
+    pub on_change: Box<dyn Fn() + Send + Sync>,
+}
+
+impl ActiveChecks {
+    /// Marks every host failed-pending and starts one session per host and
+    /// check on the current runtime, counted in `warmup`, until `stop`.
+    pub fn start(
+        spec: ClusterChecks,
+        store: &Arc<Store>,
+        warmup: &Arc<Warmup>,
+        stop: &CancellationToken,
+    ) -> Arc<Self> {
+        let checks: Vec<(HealthCheck, String, EventLog)> = spec
+            .checks
+            .into_iter()
+            .map(|c| {
+                let label = probe::describe(&c);
+                let log = EventLog::open(&c.event_log_paths);
+                (c, label, log)
+            })
+            .collect();
+        let session_flags = spec
+            .hosts
+            .iter()
+            .map(|_| {
+                checks
+                    .iter()
+                    .map(|_| AtomicU32::new(flags::FAILED_ACTIVE_HC))
+                    .collect()
+            })
+            .collect();
+        let published = spec
+            .hosts
+            .iter()
+            .map(|_| AtomicU32::new(flags::FAILED_ACTIVE_HC))
+            .collect();
+        let shared = Arc::new(Shared {
+            published,
+            stats: CheckStats::new(store, &spec.cluster),
+            cluster: spec.cluster,
+            hosts: spec.hosts,
+            checks,
+            session_flags,
+            traffic: spec.traffic,
+            on_change: spec.on_change,
+        });
+        // Envoy: hosts of a health-checked cluster start failed until their
+        // first check; the gauges start at zero to match.
+        for host in &shared.hosts {
+            host.health.replace(SESSION_FLAGS, flags::FAILED_ACTIVE_HC);
+        }
+        shared.stats.healthy.set(0);
+        shared.stats.degraded.set(0);
+        (shared.on_change)();
+        warmup.add(shared.hosts.len() * shared.checks.len());
+
+        let mut passive = Vec::with_capacity(shared.hosts.len());
+        for host in 0..shared.hosts.len() {
+            let mut per_check = Vec::with_capacity(shared.checks.len());
+            for check in 0..shared.checks.len() {
+                let (tx, rx) = mpsc::channel(1);
+                per_check.push(tx);
+                let task = SessionTask {
+                    shared: Arc::clone(&shared),
+                    host,
+                    check,
+                    warmup: Arc::clone(warmup),
+                    passive: rx,
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = task.run() => {}
+                    }
+                });
+            }
+            passive.push(per_check);
+        }
+        Arc::new(Self { shared, passive })
+    }
+
+    /// `x-envoy-immediate-health-check-fail` on a proxied response from
+    /// `host`: excluded at once (from the data path, without waiting), and
+    /// each of its sessions records a passive failure.
+    pub fn immediate_fail(&self, host: usize) {
+        let Some(h) = self.shared.hosts.get(host) else {
+            return;
+        };
+        h.health
+            .set(flags::FAILED_ACTIVE_HC | flags::EXCLUDED_VIA_IMMEDIATE_HC_FAIL);
+        (self.shared.on_change)();
+        for tx in self.passive.get(host).into_iter().flatten() {
+            // A mark already queued says the same thing.
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+struct SessionTask {
+    shared: Arc<Shared>,
+    host: usize,
+    check: usize,
+    warmup: Arc<Warmup>,
+    passive: mpsc::Receiver<()>,
+}
+
+impl SessionTask {
+    async fn run(mut self) {
+        let shared = Arc::clone(&self.shared);
+        let (hc, label, log) = &shared.checks[self.check];
+        let target = &shared.hosts[self.host];
+        let th = Thresholds::from(hc);
+        let source = EventSource {
+            cluster: &shared.cluster,
+            host: target.check_address,
+            checker: probe::checker_type(hc),
+            check_index: self.check,
+            check: label,
+        };
+        let mut session = Session::new(false);
+        let mut prober = Prober::new(hc, target.check_address, &shared.cluster);
+        let mut traffic_seen = false;
+        let mut next = Instant::now() + checker::initial_delay(hc, rand::random);
+        loop {
+            tokio::select! {
+                biased;
+                marked = self.passive.recv() => {
+                    if marked.is_none() {
+                        return;
+                    }
+                    let step = session.immediate_fail(th);
+                    self.shared.stats.failure.inc();
+                    self.shared.stats.passive_failure.inc();
+                    self.record(&session, &step, &source, log, Some("x-envoy-immediate-health-check-fail on proxied traffic"));
+                    continue;
+                }
+                () = tokio::time::sleep_until(next) => {}
+            }
+            self.shared.stats.attempt.inc();
+            let outcome = match tokio::time::timeout(hc.timeout, prober.probe()).await {
+                Ok(outcome) => outcome,
+                Err(_elapsed) => {
+                    prober.reset();
+                    Outcome::Fail {
+                        kind: FailureType::NetworkTimeout,
+                        retriable: false,
+                        immediate_fail_header: false,
+                        reason: format!("no answer within {:?}", hc.timeout),
+                    }
+                }
+            };
+            let first = !session.has_result();
+            let step = session.apply(&outcome, th);
+            let (healthy, reason) = match &outcome {
+                Outcome::Pass { .. } => {
+                    self.shared.stats.success.inc();
+                    (true, None)
+                }
+                Outcome::Fail { kind, reason, .. } => {
+                    self.shared.stats.failure.inc();
+                    if matches!(kind, FailureType::Network | FailureType::NetworkTimeout) {
+                        self.shared.stats.network_failure.inc();
+                    }
+                    (false, Some(reason.as_str()))
+                }
+            };
+            if !healthy {
+                tracing::debug!(cluster = %self.shared.cluster, host = %target.check_address, check = %label, reason = reason.unwrap_or(""), "health check failed");
+            }
+            self.record(&session, &step, &source, log, reason);
+            if first {
+                self.warmup.done_one();
+            }
+            traffic_seen = traffic_seen || self.shared.traffic.value() > 0;
+            next = Instant::now()
+                + checker::next_interval(hc, healthy, step.transition, traffic_seen, rand::random);
+        }
+    }
+
+    fn record(
+        &self,
+        session: &Session,
+        step: &Step,
+        source: &EventSource<'_>,
+        log: &EventLog,
+        reason: Option<&str>,
+    ) {
+        if let Some(slot) = self
+            .shared
+            .session_flags
+            .get(self.host)
+            .and_then(|s| s.get(self.check))
+        {
+            slot.store(session.flags, Ordering::Relaxed);
+        }
+        // Flags can change without a transition (a timeout flag on a failed
+        // host): always publish; rebuild balancing state only on a change.
+        self.shared.publish(self.host);
+        if step.transition == Transition::Changed {
+            (self.shared.on_change)();
+        }
+        for event in &step.events {
+            let why = match event {
+                Event::EjectUnhealthy { .. } | Event::Failure { .. } => reason,
+                _ => None,
+            };
+            tell(log, source, event, why);
+        }
+    }
+}
