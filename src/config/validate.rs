@@ -6,13 +6,14 @@
 //! returning either a [`Bootstrap`] or every error in document order.
 //! Decoding is split by area: `listener` (listeners, the HTTP connection
 //! manager and its filters), `route` (route configs), `cluster` (clusters
-//! and endpoints); this file holds the bootstrap, node, admin and the pieces
-//! they share.
+//! and endpoints), `health_check` (a cluster's active health checks); this
+//! file holds the bootstrap, node, admin and the pieces they share.
 //!
 //! Must not touch: runtime state, and the text of the file (that is
 //! `envoy::read_document`'s). A decoder that returns `None` has reported why.
 
 mod cluster;
+mod health_check;
 mod listener;
 mod route;
 #[cfg(test)]

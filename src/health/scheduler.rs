@@ -114,6 +114,10 @@ struct Shared {
     // published[host]: the combined flags last written to the host, so the
     // gauges move by differences instead of recounting every host.
     published: Vec<AtomicU32>,
+    // passive_pending[host]: sessions that have not yet taken in an
+    // immediate-fail mark the data path set; until they all have, publishing
+    // keeps the mark (a probe finishing meanwhile must not undo it).
+    passive_pending: Vec<AtomicUsize>,
     stats: CheckStats,
     traffic: Counter,
     on_change: Box<dyn Fn() + Send + Sync>,
@@ -130,9 +134,16 @@ impl Shared {
         ) else {
             return;
         };
-        let combined = sessions
+        let mut combined = sessions
             .iter()
             .fold(0, |acc, f| acc | f.load(Ordering::Relaxed));
+        if self
+            .passive_pending
+            .get(host)
+            .is_some_and(|p| p.load(Ordering::SeqCst) > 0)
+        {
+            combined |= flags::FAILED_ACTIVE_HC | flags::EXCLUDED_VIA_IMMEDIATE_HC_FAIL;
+        }
         h.health.replace(SESSION_FLAGS, combined);
         let before = last.swap(combined, Ordering::Relaxed);
         let delta = |bit: u32, healthy_when_clear: bool| -> i64 {
@@ -218,8 +229,10 @@ impl ActiveChecks {
             .iter()
             .map(|_| AtomicU32::new(flags::FAILED_ACTIVE_HC))
             .collect();
+        let passive_pending = spec.hosts.iter().map(|_| AtomicUsize::new(0)).collect();
         let shared = Arc::new(Shared {
             published,
+            passive_pending,
             stats: CheckStats::new(store, &spec.cluster),
             cluster: spec.cluster,
             hosts: spec.hosts,
@@ -314,6 +327,11 @@ impl SessionTask {
                         return;
                     }
                     let step = session.immediate_fail(th);
+                    if let Some(pending) = self.shared.passive_pending.get(self.host) {
+                        let _ = pending.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                            Some(n.saturating_sub(1))
+                        });
+                    }
                     self.shared.stats.failure.inc();
                     self.shared.stats.passive_failure.inc();
                     self.record(&session, &step, &source, log, Some("x-envoy-immediate-health-check-fail on proxied traffic"));

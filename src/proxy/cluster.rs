@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
@@ -129,9 +129,36 @@ struct Balancing {
     overprovisioning: u32,
     panic_threshold: f64,
     membership: Membership,
+    // Set while a rebuild is scheduled: a burst of changes (the first round
+    // of checks over thousands of hosts) costs one recount, not one each.
+    rebuild_scheduled: AtomicBool,
 }
 
 impl Balancing {
+    /// Asks for a rebuild on the current runtime, after the changes of the
+    /// current tick; without a runtime, rebuilds now. Host flags are read
+    /// on every pick, so a failed host is skipped even before the rebuild;
+    /// the plan only sets the shares between levels and panic.
+    fn request_rebuild(self: &Arc<Self>) {
+        if self.rebuild_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let me = Arc::clone(self);
+                runtime.spawn(async move {
+                    tokio::task::yield_now().await;
+                    me.rebuild_scheduled.store(false, Ordering::Release);
+                    me.rebuild();
+                });
+            }
+            Err(_) => {
+                self.rebuild_scheduled.store(false, Ordering::Release);
+                self.rebuild();
+            }
+        }
+    }
+
     /// Recounts hosts by health and republishes the plan and gauges.
     fn rebuild(&self) {
         let mut all = LevelCounts::default();
@@ -277,6 +304,7 @@ impl Cluster {
             overprovisioning: config.overprovisioning_factor,
             panic_threshold: config.healthy_panic_threshold,
             membership,
+            rebuild_scheduled: AtomicBool::new(false),
         });
         balancing.rebuild();
 
@@ -294,7 +322,7 @@ impl Cluster {
                         })
                         .collect(),
                     traffic: conn.cx_total.clone(),
-                    on_change: Box::new(move || on_change.rebuild()),
+                    on_change: Box::new(move || on_change.request_rebuild()),
                 },
                 store,
                 &health_runtime.warmup,

@@ -168,6 +168,15 @@ mod tests {
             &HTTP_CONNECTION_MANAGER,
             &ROUTE_ACTION,
             &ROUTE_MATCH,
+            &COMMON_LB_CONFIG,
+            &ZONE_AWARE_LB_CONFIG,
+            &CLUSTER_LOAD_ASSIGNMENT,
+            &LOAD_ASSIGNMENT_POLICY,
+            &HEALTH_CHECK,
+            &HTTP_HEALTH_CHECK,
+            &TCP_HEALTH_CHECK,
+            &HEADER_VALUE_OPTION,
+            &HEADER_VALUE,
         ] {
             for field in message.supported() {
                 assert!(

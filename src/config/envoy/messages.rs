@@ -6,10 +6,15 @@
 //! deprecated ones included, so using one is reported as "not supported by
 //! hale" instead of "unknown field".
 //!
+//! The health-checking messages are in `health`, re-exported here.
+//!
 //! Must not touch: behaviour. Adding support for a field moves its name from
 //! `unsupported` to `supported` here and teaches `validate` to read it.
 
 use super::fields::Message;
+
+mod health;
+pub(crate) use health::*;
 
 /// `google.protobuf.UInt32Value` / `BoolValue` in their object form `{value: x}`.
 pub(crate) const WRAPPER: Message = Message {
@@ -319,12 +324,12 @@ pub(crate) const CLUSTER: Message = Message {
     name: "Cluster",
     supported: "name type connect_timeout lb_policy load_assignment \
         typed_extension_protocol_options http2_protocol_options common_lb_config \
-        circuit_breakers",
+        circuit_breakers health_checks",
     unsupported: "transport_socket_matches transport_socket_matcher alt_stat_name stats_matcher \
         cluster_type eds_cluster_config per_connection_buffer_limit_bytes \
-        per_connection_buffer_high_watermark_timeout health_checks \
-        max_requests_per_connection upstream_http_protocol_options \
-        common_http_protocol_options http_protocol_options dns_refresh_rate dns_jitter \
+        per_connection_buffer_high_watermark_timeout max_requests_per_connection \
+        upstream_http_protocol_options common_http_protocol_options http_protocol_options \
+        dns_refresh_rate dns_jitter \
         dns_failure_refresh_rate respect_dns_ttl dns_lookup_family dns_resolvers \
         use_tcp_for_dns_lookups dns_resolution_config typed_dns_resolver_config \
         wait_for_warm_on_init outlier_detection cleanup_interval upstream_bind_config \
@@ -336,7 +341,6 @@ pub(crate) const CLUSTER: Message = Message {
         track_timeout_budgets upstream_config track_cluster_stats preconnect_policy \
         connection_pool_per_downstream_connection queuing_policies",
     notes: &[
-        ("health_checks", " yet"),
         ("outlier_detection", " yet"),
         (
             "http_protocol_options",
@@ -348,8 +352,16 @@ pub(crate) const CLUSTER: Message = Message {
 /// `envoy.config.endpoint.v3.ClusterLoadAssignment`.
 pub(crate) const CLUSTER_LOAD_ASSIGNMENT: Message = Message {
     name: "ClusterLoadAssignment",
-    supported: "cluster_name endpoints",
-    unsupported: "named_endpoints policy",
+    supported: "cluster_name endpoints policy",
+    unsupported: "named_endpoints",
+    notes: &[],
+};
+
+/// `envoy.config.endpoint.v3.ClusterLoadAssignment.Policy`.
+pub(crate) const LOAD_ASSIGNMENT_POLICY: Message = Message {
+    name: "Policy",
+    supported: "overprovisioning_factor",
+    unsupported: "drop_overloads endpoint_stale_after weighted_priority_health",
     notes: &[],
 };
 
@@ -389,11 +401,24 @@ pub(crate) const HEALTH_CHECK_CONFIG: Message = Message {
 /// `envoy.config.cluster.v3.Cluster.CommonLbConfig`.
 pub(crate) const COMMON_LB_CONFIG: Message = Message {
     name: "CommonLbConfig",
-    supported: "healthy_panic_threshold",
-    unsupported: "zone_aware_lb_config locality_weighted_lb_config update_merge_window \
+    supported: "healthy_panic_threshold zone_aware_lb_config",
+    unsupported: "locality_weighted_lb_config update_merge_window \
         ignore_new_hosts_until_first_hc close_connections_on_host_set_change \
         consistent_hashing_lb_config override_host_status",
     notes: &[],
+};
+
+/// `envoy.config.cluster.v3.Cluster.CommonLbConfig.ZoneAwareLbConfig`: hale
+/// reads it only for `fail_traffic_on_panic`, which it applies without
+/// zone-aware routing.
+pub(crate) const ZONE_AWARE_LB_CONFIG: Message = Message {
+    name: "ZoneAwareLbConfig",
+    supported: "fail_traffic_on_panic",
+    unsupported: "routing_enabled min_cluster_size",
+    notes: &[
+        ("routing_enabled", "; hale does no zone-aware routing"),
+        ("min_cluster_size", "; hale does no zone-aware routing"),
+    ],
 };
 
 /// `envoy.type.v3.Percent`.

@@ -1,7 +1,8 @@
 //! proto3 JSON forms of scalars that Envoy writes as strings.
 //!
-//! Owns: parsing `google.protobuf.Duration` strings (`"0.25s"`) and `bytes`
-//! fields (base64), with error messages that say what form was expected.
+//! Owns: parsing `google.protobuf.Duration` strings (`"0.25s"`), `bytes`
+//! fields (base64) and the hex strings Envoy reads as bytes (health-check
+//! payload `text`), with error messages that say what form was expected.
 //!
 //! Must not touch: paths or error collection; callers attach the place.
 
@@ -88,6 +89,35 @@ pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Decodes a hex string such as `"000000FF"`: an even number of hex digits,
+/// upper or lower case, nothing else (Envoy's `Hex::decode`). Empty text is
+/// an error too: Envoy's payload `text` has `min_len: 1`.
+pub(crate) fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    let invalid = |why: &str| format!("invalid hex string \"{text}\": {why}");
+    if text.is_empty() {
+        return Err(invalid("expected at least one byte, like \"000000FF\""));
+    }
+    if !text.len().is_multiple_of(2) {
+        return Err(invalid("expected an even number of hex digits"));
+    }
+    text.as_bytes()
+        .chunks(2)
+        .enumerate()
+        .map(|(i, pair)| {
+            let digit = |offset: usize| {
+                char::from(pair[offset]).to_digit(16).ok_or_else(|| {
+                    invalid(&format!(
+                        "unexpected character at position {}",
+                        2 * i + offset
+                    ))
+                })
+            };
+            // Two hex digits always fit in a byte.
+            Ok((digit(0)? * 16 + digit(1)?) as u8)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +160,21 @@ mod tests {
         assert_eq!(decode_base64(""), Ok(vec![]));
         assert!(decode_base64("a").is_err());
         assert!(decode_base64("aGV*").is_err());
+    }
+
+    #[test]
+    fn hex_in_either_case() {
+        assert_eq!(decode_hex("000000FF"), Ok(vec![0, 0, 0, 0xff]));
+        assert_eq!(decode_hex("0aBc"), Ok(vec![0x0a, 0xbc]));
+        let odd = decode_hex("abc").unwrap_err();
+        assert!(odd.contains("even number"), "{odd}");
+        let bad = decode_hex("0g").unwrap_err();
+        assert_eq!(
+            bad,
+            "invalid hex string \"0g\": unexpected character at position 1"
+        );
+        assert!(decode_hex("").unwrap_err().contains("at least one byte"));
+        // Multi-byte characters are not hex digits (and must not panic).
+        assert!(decode_hex("é0").is_err());
     }
 }

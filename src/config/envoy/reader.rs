@@ -179,6 +179,50 @@ impl<'a> Node<'a> {
         Some(number)
     }
 
+    /// A `uint64`: an integer, or a decimal string (proto3 JSON writes 64-bit
+    /// integers as strings).
+    pub(crate) fn u64(&self, sink: &mut Sink) -> Option<u64> {
+        self.unsigned(sink, u64::MAX)
+    }
+
+    /// A `google.protobuf.UInt64Value`: a plain integer, or `{value: n}`.
+    pub(crate) fn u64_wrapper(&self, sink: &mut Sink) -> Option<u64> {
+        if self.value.is_object() {
+            self.open(sink, &WRAPPER)?.require(sink, "value")?.u64(sink)
+        } else {
+            self.u64(sink)
+        }
+    }
+
+    /// An `int64`: an integer, or a decimal string (proto3 JSON writes 64-bit
+    /// integers as strings).
+    pub(crate) fn i64(&self, sink: &mut Sink) -> Option<i64> {
+        // Both forms as text, so an integer too large for i64 is reported as
+        // out of range rather than as the wrong type.
+        let text = match self.value {
+            Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+            Value::String(s) => s.clone(),
+            _ => return self.expected(sink, "an integer"),
+        };
+        let digits = text.strip_prefix('-').unwrap_or(&text);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return self.expected(sink, "an integer");
+        }
+        match text.parse::<i64>() {
+            Ok(number) => Some(number),
+            Err(_) => {
+                let message = format!(
+                    "{} is out of range: an int64 is {} to {}",
+                    quoted(self.value),
+                    i64::MIN,
+                    i64::MAX
+                );
+                self.report(sink, message);
+                None
+            }
+        }
+    }
+
     /// A `google.protobuf.UInt32Value`: a plain integer, or `{value: n}`.
     pub(crate) fn u32_wrapper(&self, sink: &mut Sink) -> Option<u32> {
         if self.value.is_object() {
@@ -261,6 +305,28 @@ impl<'a> Node<'a> {
                 self.report(sink, message);
                 None
             }
+        }
+    }
+
+    /// A `string` that Envoy reads as hex (`HealthCheck.Payload.text`,
+    /// e.g. `"000000FF"`): an even number of hex digits, either case.
+    pub(crate) fn hex(&self, sink: &mut Sink) -> Option<Vec<u8>> {
+        match proto_json::decode_hex(self.string(sink)?) {
+            Ok(bytes) => Some(bytes),
+            Err(message) => {
+                self.report(sink, message);
+                None
+            }
+        }
+    }
+
+    /// Whether this is the enum value `name`, written by name or by number;
+    /// for values a field forbids outright, to report them in their own words.
+    pub(crate) fn is_enum_value(&self, name: &str, number: u64) -> bool {
+        match self.value {
+            Value::String(s) => s == name,
+            Value::Number(n) => n.as_u64() == Some(number),
+            _ => false,
         }
     }
 
@@ -445,99 +511,4 @@ fn quoted(value: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::*;
-    use crate::config::envoy::messages::SOCKET_ADDRESS;
-    use serde_json::json;
-
-    fn errors(sink: Sink) -> Vec<(String, String)> {
-        match sink.finish() {
-            Ok(()) => vec![],
-            Err(e) => e.0.into_iter().map(|e| (e.path, e.message)).collect(),
-        }
-    }
-
-    #[test]
-    fn object_reports_unsupported_unknown_and_twice_spelled_keys() {
-        let value = json!({"address": "::1", "portValue": 1, "port_value": 2,
-                           "named_port": "http", "adress": "x"});
-        let mut sink = Sink::new(Path::new("t"));
-        let root = Node::root(&value);
-        let object = root.open(&mut sink, &SOCKET_ADDRESS).unwrap();
-        assert!(object.get("port_value").is_some());
-        let found = errors(sink);
-        assert_eq!(
-            found,
-            // Document order (serde_json keeps key order: `preserve_order`).
-            vec![
-                (
-                    "port_value".into(),
-                    "\"port_value\" sets the same field as \"portValue\"".into()
-                ),
-                (
-                    "named_port".into(),
-                    "\"named_port\" is an Envoy field that is not supported by hale".into()
-                ),
-                (
-                    "adress".into(),
-                    "unknown field \"adress\" (did you mean \"address\"?)".into()
-                ),
-            ]
-        );
-    }
-
-    #[test]
-    fn type_errors_name_expected_and_found() {
-        let value = json!({"a": "abc", "b": -1, "c": [1], "d": 70000000000u64});
-        let mut sink = Sink::new(Path::new("t"));
-        let root = Node::root(&value);
-        let map = root.map(&mut sink).unwrap();
-        assert_eq!(map[0].1.u32(&mut sink), None);
-        assert_eq!(map[1].1.u32(&mut sink), None);
-        assert_eq!(map[2].1.string(&mut sink), None);
-        assert_eq!(map[3].1.u32(&mut sink), None);
-        let found = errors(sink);
-        assert_eq!(
-            found[0].1,
-            "expected an unsigned integer, found a string \"abc\""
-        );
-        assert_eq!(
-            found[1].1,
-            "expected an unsigned integer, found a negative number -1"
-        );
-        assert_eq!(found[2].1, "expected a string, found a list");
-        assert_eq!(
-            found[3].1,
-            "70000000000 is out of range: at most 4294967295"
-        );
-    }
-
-    #[test]
-    fn wrappers_take_both_forms() {
-        let value = json!([7, {"value": 8}, "9", true, {"value": false}]);
-        let mut sink = Sink::new(Path::new("t"));
-        let items = Node::root(&value).list(&mut sink).unwrap();
-        assert_eq!(items[0].u32_wrapper(&mut sink), Some(7));
-        assert_eq!(items[1].u32_wrapper(&mut sink), Some(8));
-        assert_eq!(items[2].u32_wrapper(&mut sink), Some(9));
-        assert_eq!(items[3].bool_wrapper(&mut sink), Some(true));
-        assert_eq!(items[4].bool_wrapper(&mut sink), Some(false));
-        assert!(errors(sink).is_empty());
-    }
-
-    #[test]
-    fn errors_come_back_in_document_order() {
-        let value = json!({"a": [{"x": 1}, {"x": 2}], "b": 1});
-        let mut sink = Sink::new(Path::new("t"));
-        let root = Node::root(&value);
-        let map = root.map(&mut sink).unwrap();
-        let items = map[0].1.list(&mut sink).unwrap();
-        map[1].1.report(&mut sink, "third");
-        items[1].report(&mut sink, "second");
-        items[0].report(&mut sink, "first");
-        let messages: Vec<String> = errors(sink).into_iter().map(|(_, m)| m).collect();
-        assert_eq!(messages, ["first", "second", "third"]);
-    }
-}
+mod tests;

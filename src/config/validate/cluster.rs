@@ -1,23 +1,27 @@
-//! Clusters: discovery type, balancing, endpoints by priority, upstream
-//! protocol, panic threshold and circuit breakers.
+//! Clusters: discovery type, balancing, endpoints by priority and the
+//! overprovisioning factor, upstream protocol, panic threshold and
+//! `fail_traffic_on_panic`, circuit breakers.
 //!
 //! Owns: `static_resources.clusters[]`, and the set of defined cluster names
-//! that routes are checked against.
+//! that routes are checked against. Each `health_checks[]` entry is handed
+//! to `health_check`.
 //!
 //! Must not touch: listeners and routes.
 
 use std::net::IpAddr;
 
-use super::{UniqueNames, each, one_of, port_number, socket_address};
+use super::{UniqueNames, each, health_check, one_of, port_number, socket_address};
 use crate::config::envoy::messages::{
     CIRCUIT_BREAKERS, CLUSTER, CLUSTER_LOAD_ASSIGNMENT, COMMON_LB_CONFIG, ENDPOINT,
     EXPLICIT_HTTP_CONFIG, HEALTH_CHECK_CONFIG, HTTP1_PROTOCOL_OPTIONS, HTTP2_PROTOCOL_OPTIONS,
-    LB_ENDPOINT, LOCALITY_LB_ENDPOINTS, PERCENT, THRESHOLDS, UPSTREAM_HTTP_PROTOCOL_OPTIONS,
+    LB_ENDPOINT, LOAD_ASSIGNMENT_POLICY, LOCALITY_LB_ENDPOINTS, PERCENT, THRESHOLDS,
+    UPSTREAM_HTTP_PROTOCOL_OPTIONS, ZONE_AWARE_LB_CONFIG,
 };
 use crate::config::envoy::reader::{EnumValue, Node, Object, Sink};
 use crate::config::model::{
-    CircuitBreakers, Cluster, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PANIC_THRESHOLD_PERCENT,
-    DiscoveryType, Endpoint, HealthStatus, LbPolicy, Thresholds, UpstreamProtocol,
+    CircuitBreakers, Cluster, DEFAULT_CONNECT_TIMEOUT, DEFAULT_OVERPROVISIONING_FACTOR,
+    DEFAULT_PANIC_THRESHOLD_PERCENT, DiscoveryType, Endpoint, HealthStatus, LbPolicy, Thresholds,
+    UpstreamProtocol,
 };
 
 const HTTP_OPTIONS_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -100,15 +104,18 @@ pub(super) fn decode<'a>(
     let lb_policy = cluster.optional(sink, "lb_policy", LbPolicy::RoundRobin, |node, sink| {
         node.enumeration(sink, LB_POLICIES)
     });
-    let endpoints = cluster.optional(sink, "load_assignment", vec![], |node, sink| {
-        load_assignment(sink, node, discovery)
-    });
+    let assignment = cluster.optional(
+        sink,
+        "load_assignment",
+        (vec![], DEFAULT_OVERPROVISIONING_FACTOR),
+        |node, sink| load_assignment(sink, node, discovery),
+    );
     let protocol = upstream_protocol(sink, &cluster);
-    let healthy_panic_threshold = cluster.optional(
+    let lb_config = cluster.optional(
         sink,
         "common_lb_config",
-        DEFAULT_PANIC_THRESHOLD_PERCENT,
-        panic_threshold,
+        LbConfig::default(),
+        common_lb_config,
     );
     let circuit_breakers = cluster.optional(
         sink,
@@ -116,28 +123,35 @@ pub(super) fn decode<'a>(
         CircuitBreakers::default(),
         circuit_breakers,
     );
+    // Several entries are kept: hale's extension over Envoy, which allows one.
+    let health_checks = cluster.optional(sink, "health_checks", vec![], |list, sink| {
+        each(sink, list, health_check::decode)
+    });
+    let (endpoints, overprovisioning_factor) = assignment?;
+    let lb_config = lb_config?;
     Some(Cluster {
         name: name?,
         discovery: discovery?,
         connect_timeout: connect_timeout?,
         lb_policy: lb_policy?,
-        endpoints: endpoints?,
+        endpoints,
         protocol: protocol?,
-        healthy_panic_threshold: healthy_panic_threshold?,
+        healthy_panic_threshold: lb_config.healthy_panic_threshold,
         circuit_breakers: circuit_breakers?,
-        health_checks: Vec::new(),
-        fail_traffic_on_panic: false,
-        overprovisioning_factor: crate::config::model::DEFAULT_OVERPROVISIONING_FACTOR,
+        health_checks: health_checks?,
+        fail_traffic_on_panic: lb_config.fail_traffic_on_panic,
+        overprovisioning_factor,
     })
 }
 
-/// `load_assignment`, flattened: every `lb_endpoints[]` entry carries its
-/// locality's priority. `discovery` is `None` when the type was invalid.
+/// `load_assignment`: the endpoints, flattened (every `lb_endpoints[]` entry
+/// carries its locality's priority), and `policy.overprovisioning_factor`.
+/// `discovery` is `None` when the type was invalid.
 fn load_assignment(
     sink: &mut Sink,
     node: &Node<'_>,
     discovery: Option<DiscoveryType>,
-) -> Option<Vec<Endpoint>> {
+) -> Option<(Vec<Endpoint>, u32)> {
     let assignment = node.open(sink, &CLUSTER_LOAD_ASSIGNMENT)?;
     // Envoy requires cluster_name; for a static cluster it has no other use.
     let cluster_name = assignment
@@ -146,7 +160,14 @@ fn load_assignment(
     let localities = assignment.optional(sink, "endpoints", vec![], |list, sink| {
         each(sink, list, |sink, item| locality(sink, item, discovery))
     });
+    let overprovisioning_factor = assignment.optional(
+        sink,
+        "policy",
+        DEFAULT_OVERPROVISIONING_FACTOR,
+        overprovisioning_factor,
+    );
     cluster_name?;
+    let overprovisioning_factor = overprovisioning_factor?;
     let endpoints: Vec<Endpoint> = localities?.into_iter().flatten().collect();
     if discovery == Some(DiscoveryType::LogicalDns) && endpoints.len() != 1 {
         let at = assignment.place().absent("endpoints");
@@ -159,7 +180,25 @@ fn load_assignment(
         );
         return None;
     }
-    Some(endpoints)
+    Some((endpoints, overprovisioning_factor))
+}
+
+/// `policy` → `overprovisioning_factor`, a percentage (140 = a factor of 1.4).
+fn overprovisioning_factor(node: &Node<'_>, sink: &mut Sink) -> Option<u32> {
+    let policy = node.open(sink, &LOAD_ASSIGNMENT_POLICY)?;
+    policy.optional(
+        sink,
+        "overprovisioning_factor",
+        DEFAULT_OVERPROVISIONING_FACTOR,
+        |node, sink| {
+            let factor = node.u32_wrapper(sink)?;
+            if factor == 0 {
+                node.report(sink, "overprovisioning_factor must be more than 0");
+                return None;
+            }
+            Some(factor)
+        },
+    )
 }
 
 fn locality(
@@ -363,9 +402,41 @@ fn http_protocol_options(sink: &mut Sink, node: &Node<'_>) -> Option<UpstreamPro
     }
 }
 
-/// `common_lb_config` → `healthy_panic_threshold.value`, a percentage.
-fn panic_threshold(node: &Node<'_>, sink: &mut Sink) -> Option<f64> {
+/// What hale reads of `common_lb_config`.
+struct LbConfig {
+    healthy_panic_threshold: f64,
+    fail_traffic_on_panic: bool,
+}
+
+impl Default for LbConfig {
+    fn default() -> Self {
+        Self {
+            healthy_panic_threshold: DEFAULT_PANIC_THRESHOLD_PERCENT,
+            fail_traffic_on_panic: false,
+        }
+    }
+}
+
+fn common_lb_config(node: &Node<'_>, sink: &mut Sink) -> Option<LbConfig> {
     let config = node.open(sink, &COMMON_LB_CONFIG)?;
+    let healthy_panic_threshold = panic_threshold(sink, &config);
+    // Envoy reads fail_traffic_on_panic only inside zone_aware_lb_config;
+    // hale has no zone-aware routing but honours the flag (envoyproxy/envoy#17659).
+    let fail_traffic_on_panic =
+        config.optional(sink, "zone_aware_lb_config", false, |node, sink| {
+            let zone_aware = node.open(sink, &ZONE_AWARE_LB_CONFIG)?;
+            zone_aware.optional(sink, "fail_traffic_on_panic", false, |node, sink| {
+                node.bool(sink)
+            })
+        });
+    Some(LbConfig {
+        healthy_panic_threshold: healthy_panic_threshold?,
+        fail_traffic_on_panic: fail_traffic_on_panic?,
+    })
+}
+
+/// `healthy_panic_threshold.value`, a percentage.
+fn panic_threshold(sink: &mut Sink, config: &Object<'_>) -> Option<f64> {
     config.optional(
         sink,
         "healthy_panic_threshold",

@@ -1,10 +1,14 @@
 //! Tests of decoding and validation through `config::parse`, the way the
 //! rest of hale calls it: `errors` (the document's shape) and `rules` (values
 //! and whole-config checks) have one test per error class with its exact
-//! path; `decoding` checks the model built from valid configs.
+//! path; `decoding` checks the model built from valid configs;
+//! `health_checks` and `health_check_errors` do both for
+//! `clusters[].health_checks[]` and the cluster fields health feeds on.
 
 mod decoding;
 mod errors;
+mod health_check_errors;
+mod health_checks;
 mod rules;
 
 use std::path::Path;
@@ -20,6 +24,19 @@ const ROUTE: &str = "static_resources.listeners[0].filter_chains[0].filters[0].t
 
 /// The first endpoint of the first cluster of [`BASE`].
 const ENDPOINT: &str = "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]";
+
+/// The first health check of the first cluster of [`BASE`] (see [`with_health_checks`]).
+const HC: &str = "static_resources.clusters[0].health_checks[0]";
+
+/// A valid health check entry, indented for [`with_health_checks`]; tests
+/// change one line of it with `str::replace`.
+const HTTP_CHECK: &str = "    - timeout: 1s
+      interval: 5s
+      unhealthy_threshold: 3
+      healthy_threshold: 2
+      http_health_check:
+        path: /healthz
+";
 
 /// A small valid bootstrap; tests change one line of it with `str::replace`.
 const BASE: &str = r#"
@@ -71,6 +88,15 @@ fn parse_yaml(text: &str) -> Result<Bootstrap, ConfigErrors> {
 fn base_with(from: &str, to: &str) -> String {
     assert!(BASE.contains(from), "BASE has no {from:?}");
     BASE.replacen(from, to, 1)
+}
+
+/// [`BASE`] whose cluster has `health_checks:` followed by `entries` (list
+/// items indented by four spaces, like [`HTTP_CHECK`]).
+fn with_health_checks(entries: &str) -> String {
+    base_with(
+        "    connect_timeout: 1s\n",
+        &format!("    connect_timeout: 1s\n    health_checks:\n{entries}"),
+    )
 }
 
 /// Every error of `text` as (path, message).
