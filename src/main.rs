@@ -116,10 +116,6 @@ fn serve(cli: &Cli, bootstrap: config::Bootstrap) -> anyhow::Result<()> {
         service_node: cli.service_node.clone(),
     };
     let running = hale::start(bootstrap, &options)?;
-    if let (Some(path), Some(addr)) = (&options.admin_address_path, running.admin) {
-        std::fs::write(path, addr.to_string())
-            .with_context(|| format!("cannot write the admin address to {}", path.display()))?;
-    }
     for (name, addr) in &running.listeners {
         tracing::info!(listener = %name, address = %addr, "listening");
     }

@@ -88,6 +88,14 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// `--admin-address-path` could not be written.
+    #[error("cannot write the admin address to {path}: {source}")]
+    AdminAddressPath {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The data path stopped before it was serving.
     #[error("the data path stopped during startup")]
     Aborted,
@@ -199,6 +207,14 @@ pub fn start(bootstrap: Bootstrap, options: &Options) -> Result<Running, StartEr
         None => None,
     };
     let admin_addr = admin_socket.as_ref().and_then(|s| s.local_addr().ok());
+    // Written as soon as the admin is bound, before health checks warm up,
+    // so a supervisor can watch /ready go from INITIALIZING to LIVE.
+    if let (Some(path), Some(addr)) = (&options.admin_address_path, admin_addr) {
+        std::fs::write(path, addr.to_string()).map_err(|source| StartError::AdminAddressPath {
+            path: path.clone(),
+            source,
+        })?;
+    }
 
     let store = Store::new();
     let lifecycle = Lifecycle::new(&store);

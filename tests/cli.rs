@@ -256,6 +256,58 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_says_initializing_until_every_host_had_its_first_check() {
+    let app = Upstream::start("app", Behaviour::Echo).await;
+    app.health
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: app }
+"#;
+    let checks = "    health_checks:
+    - timeout: 30s
+      interval: 0.05s
+      no_traffic_interval: 0.05s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      http_health_check: { path: /healthz }
+";
+    let mut hale = Proc::start(
+        &bootstrap(
+            routes,
+            &cluster("app", "ROUND_ROBIN", &[(app.addr, 1, 0)], checks),
+        ),
+        &[],
+    )
+    .await;
+    // The first check cannot finish while the upstream holds it.
+    eventually("the first check to be in flight", || async {
+        (app.health.checks.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    let ready = get(&format!("{}/ready", hale.admin), &[]).await;
+    assert_eq!((ready.status, ready.body.as_str()), (503, "INITIALIZING\n"));
+    let info = get(&format!("{}/server_info", hale.admin), &[]).await.body;
+    assert!(info.contains("\"state\": \"INITIALIZING\""), "{info}");
+
+    app.health
+        .hang
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    eventually("LIVE", || async {
+        let ready = get(&format!("{}/ready", hale.admin), &[]).await;
+        (ready.status == 200 && ready.body == "LIVE\n").then_some(())
+    })
+    .await;
+    let url = hale.listener_url().await;
+    assert_eq!(get(&format!("{url}/x"), &[]).await.status, 200);
+    hale.signal("-TERM");
+    assert_eq!(hale.exit_code().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quitquitquit_exits_0() {
     let mut hale = Proc::start(&quickstart_on_port_zero(), &[]).await;
     let req = Request::post(format!("{}/quitquitquit", hale.admin))

@@ -45,7 +45,7 @@ pub struct HealthSwitch {
     pub status: std::sync::atomic::AtomicU16,
     /// Add `x-envoy-degraded` to `/healthz` answers.
     pub degraded: std::sync::atomic::AtomicBool,
-    /// Never answer `/healthz`.
+    /// Hold `/healthz` answers until cleared.
     pub hang: std::sync::atomic::AtomicBool,
     /// Add `x-envoy-immediate-health-check-fail` to every other answer.
     pub immediate_fail: std::sync::atomic::AtomicBool,
@@ -179,8 +179,9 @@ impl State {
     async fn health_check(&self, req: Request<Incoming>) -> Response<UpBody> {
         self.health.checks.fetch_add(1, Ordering::SeqCst);
         *self.health.last_check_headers.lock().unwrap() = req.headers().clone();
-        if self.health.hang.load(Ordering::SeqCst) {
-            self.stop.cancelled().await;
+        // Held while `hang` is set (released when it is cleared).
+        while self.health.hang.load(Ordering::SeqCst) && !self.stop.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let mut b = Response::builder()
             .status(self.health.status.load(Ordering::SeqCst))
