@@ -8,15 +8,10 @@ mod support;
 use std::net::SocketAddr;
 
 use support::upstream::{Behaviour, Upstream};
-use support::{Hale, bootstrap, cluster, eventually, get};
+use support::{Hale, bootstrap, cluster, flags_of, get, wait_flags};
 use tonic_health::ServingStatus;
 
-const ROUTES: &str = r#"            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: backend }
-"#;
+const ROUTES: &str = support::ALL_TO_BACKEND;
 
 const HTTP_CHECK: &str = "    health_checks:
     - timeout: 0.5s
@@ -26,22 +21,6 @@ const HTTP_CHECK: &str = "    health_checks:
       healthy_threshold: 1
       http_health_check: { path: /healthz }
 ";
-
-async fn flags_of(hale: &Hale, cluster: &str, host: SocketAddr) -> String {
-    let text = get(&format!("{}/clusters", hale.admin()), &[]).await.body;
-    let key = format!("{cluster}::{host}::health_flags::");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .unwrap_or_else(|| panic!("no {key} in\n{text}"))
-        .to_string()
-}
-
-async fn wait_flags(hale: &Hale, cluster: &str, host: SocketAddr, want: &str) {
-    eventually(&format!("{host} health_flags {want}"), || async {
-        (flags_of(hale, cluster, host).await == want).then_some(())
-    })
-    .await;
-}
 
 async fn served_by(hale: &Hale) -> (u16, Option<String>) {
     let reply = get(&format!("{}/x", hale.url("listener_0")), &[]).await;
@@ -151,6 +130,15 @@ async fn with_two_checks_a_host_is_healthy_only_when_both_pass() {
     for _ in 0..10 {
         assert_eq!(served_by(&hale).await.1.as_deref(), Some("b"));
     }
+    // /clusters says which check failed.
+    let text = get(&format!("{}/clusters", hale.admin()), &[]).await.body;
+    assert!(
+        text.contains(&format!(
+            "backend::{}::hale_failing_checks::0 HTTP GET /healthz\n",
+            a.addr
+        )),
+        "{text}"
+    );
     // The second check (index 1) logged only first-check successes: the
     // failure was the first check's, and the log says which check it was.
     let text = std::fs::read_to_string(&log).unwrap();
@@ -220,20 +208,11 @@ async fn tcp_checks_want_the_payload_and_time_out_on_a_wrong_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_checks_pass_only_on_serving() {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("svc", ServingStatus::Serving)
-        .await;
-    reporter
-        .set_service_status("sick", ServingStatus::NotServing)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (addr, reporter) = support::grpc_health_server(&[
+        ("svc", ServingStatus::Serving),
+        ("sick", ServingStatus::NotServing),
+    ])
+    .await;
     let grpc = |name: &str, service: &str| {
         cluster(
             name,

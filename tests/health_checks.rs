@@ -10,14 +10,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use support::upstream::{Behaviour, Upstream};
-use support::{Hale, bootstrap, cluster, eventually, get};
+use support::{Hale, bootstrap, cluster, eventually, flags_of, get, wait_flags};
 
-const ROUTES: &str = r#"            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: backend }
-"#;
+const ROUTES: &str = support::ALL_TO_BACKEND;
 
 /// An HTTP health check on `/healthz` every 50 ms (also without traffic).
 fn http_check(unhealthy: u32, healthy: u32, extra: &str) -> String {
@@ -33,22 +28,6 @@ fn http_check(unhealthy: u32, healthy: u32, extra: &str) -> String {
         retriable_statuses: [{{ start: 503, end: 504 }}]
 {extra}"
     )
-}
-
-async fn flags_of(hale: &Hale, cluster: &str, host: SocketAddr) -> String {
-    let text = get(&format!("{}/clusters", hale.admin()), &[]).await.body;
-    let key = format!("{cluster}::{host}::health_flags::");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .unwrap_or_else(|| panic!("no {key} in\n{text}"))
-        .to_string()
-}
-
-async fn wait_flags(hale: &Hale, cluster: &str, host: SocketAddr, want: &str) {
-    eventually(&format!("{host} health_flags {want}"), || async {
-        (flags_of(hale, cluster, host).await == want).then_some(())
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,18 +42,7 @@ fn version_seen(body: &str) -> String {
 }
 
 async fn start_grpc_upstream() -> (std::net::SocketAddr, tonic_health::server::HealthReporter) {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("svc", ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    (addr, reporter)
+    support::grpc_health_server(&[("svc", ServingStatus::Serving)]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,15 @@ pub fn text(world: &World) -> String {
                 "{name}::{addr}::health_flags::{}",
                 health::flags_text(h.health.bits())
             );
+            let failing = c.failing_checks(h);
+            if !failing.is_empty() {
+                // hale's addition (several checks per cluster): which failed.
+                let _ = writeln!(
+                    out,
+                    "{name}::{addr}::hale_failing_checks::{}",
+                    failing.join(",")
+                );
+            }
             let _ = writeln!(out, "{name}::{addr}::weight::{}", h.weight);
             let _ = writeln!(out, "{name}::{addr}::region::");
             let _ = writeln!(out, "{name}::{addr}::zone::");
@@ -121,6 +130,10 @@ pub fn json(world: &World) -> Value {
                     host.insert("stats".into(), Value::Array(stats));
                     host.insert("health_status".into(), health_status_json(h.health.bits()));
                     host.insert("weight".into(), json!(h.weight));
+                    let failing = c.failing_checks(h);
+                    if !failing.is_empty() {
+                        host.insert("hale_failing_checks".into(), json!(failing));
+                    }
                     if c.config.discovery != DiscoveryType::Static {
                         host.insert("hostname".into(), json!(h.hostname));
                     }

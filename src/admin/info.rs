@@ -103,33 +103,9 @@ pub fn config_dump(state: &AdminState) -> Value {
         "configs": [{
             "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
             "bootstrap": world.bootstrap.raw,
-            "last_updated": humantime_now(),
+            "last_updated": crate::health::events::rfc3339_now(),
         }]
     })
-}
-
-/// RFC 3339 UTC with milliseconds, without a date crate.
-fn humantime_now() -> String {
-    let since = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
-        since.subsec_millis()
-    )
 }
 
 #[cfg(test)]
@@ -140,12 +116,5 @@ mod tests {
     fn durations_render_like_envoy() {
         assert_eq!(duration_json(Duration::from_secs(600)), "600s");
         assert_eq!(duration_json(Duration::from_millis(250)), "0.25s");
-    }
-
-    #[test]
-    fn timestamp_shape() {
-        let t = humantime_now();
-        assert_eq!(t.len(), 24, "{t}");
-        assert!(t.ends_with('Z'));
     }
 }

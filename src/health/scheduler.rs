@@ -277,6 +277,21 @@ impl ActiveChecks {
         Arc::new(Self { shared, passive })
     }
 
+    /// The checks `host` is failing now, as `"<index> <description>"`
+    /// (hale runs several checks per cluster; this says which one failed).
+    pub fn failing_checks(&self, host: usize) -> Vec<String> {
+        let Some(sessions) = self.shared.session_flags.get(host) else {
+            return Vec::new();
+        };
+        sessions
+            .iter()
+            .zip(&self.shared.checks)
+            .enumerate()
+            .filter(|(_, (f, _))| f.load(Ordering::Relaxed) & flags::FAILED_ACTIVE_HC != 0)
+            .map(|(i, (_, (_, label, _)))| format!("{i} {label}"))
+            .collect()
+    }
+
     /// `x-envoy-immediate-health-check-fail` on a proxied response from
     /// `host`: excluded at once (from the data path, without waiting), and
     /// each of its sessions records a passive failure.

@@ -393,6 +393,14 @@ impl Cluster {
         }
     }
 
+    /// The active checks `host` is failing now (empty without checks).
+    pub fn failing_checks(&self, host: &Host) -> Vec<String> {
+        self.active
+            .as_ref()
+            .map(|a| a.failing_checks(host.index))
+            .unwrap_or_default()
+    }
+
     /// The current load plan (for the admin).
     pub fn plan(&self) -> Arc<LoadPlan> {
         self.balancing.plan.load_full()

@@ -143,6 +143,11 @@ pub async fn send_on(
         .await
         .expect("response within the deadline")
         .expect("request succeeds");
+    read_reply(resp).await
+}
+
+/// Reads a whole response.
+pub async fn read_reply(resp: Response<hyper::body::Incoming>) -> Reply {
     let (parts, body) = resp.into_parts();
     let bytes = body.collect().await.expect("body").to_bytes();
     Reply {
@@ -203,6 +208,50 @@ where
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Routes for [`bootstrap`]: everything to cluster `backend`.
+pub const ALL_TO_BACKEND: &str = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: backend }
+"#;
+
+/// The `health_flags` `/clusters` prints for `host` of `cluster`.
+pub async fn flags_of(hale: &Hale, cluster: &str, host: SocketAddr) -> String {
+    let text = get(&format!("{}/clusters", hale.admin()), &[]).await.body;
+    let key = format!("{cluster}::{host}::health_flags::");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+        .to_string()
+}
+
+/// Waits until `/clusters` prints `want` as the host's `health_flags`.
+pub async fn wait_flags(hale: &Hale, cluster: &str, host: SocketAddr, want: &str) {
+    eventually(&format!("{host} health_flags {want}"), || async {
+        (flags_of(hale, cluster, host).await == want).then_some(())
+    })
+    .await;
+}
+
+/// A tonic `grpc.health.v1` server on 127.0.0.1:0 with `services` set.
+pub async fn grpc_health_server(
+    services: &[(&str, tonic_health::ServingStatus)],
+) -> (SocketAddr, tonic_health::server::HealthReporter) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    for (name, status) in services {
+        reporter.set_service_status(*name, *status).await;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (addr, reporter)
 }
 
 /// A unique scratch file path under the system temp dir.

@@ -327,3 +327,39 @@ fn jitter_adds_within_its_bounds() {
     h.initial_jitter = Duration::ZERO;
     assert_eq!(initial_delay(&h, || 7), Duration::ZERO);
 }
+
+/// Drives a session as the scheduler does, on tokio's paused clock: probe,
+/// apply, sleep the chosen interval. Returns when `until` holds.
+async fn run_until(
+    s: &mut Session,
+    h: &HealthCheck,
+    result: impl Fn() -> Outcome,
+    until: impl Fn(&Session) -> bool,
+) -> Duration {
+    let start = tokio::time::Instant::now();
+    loop {
+        let outcome = result();
+        let step = s.apply(&outcome, Thresholds::from(h));
+        if until(s) {
+            return start.elapsed();
+        }
+        let healthy = matches!(outcome, Outcome::Pass { .. });
+        tokio::time::sleep(next_interval(h, healthy, step.transition, true, || 0)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn detection_and_recovery_take_the_time_envoy_gives() {
+    let h = hc(); // interval 5s, unhealthy 10s, edges 2s/3s, thresholds 3/2
+    let mut s = Session::new(false);
+    s.apply(&pass(), Thresholds::from(&h));
+
+    // Three counted failures, the two waits between them at the unhealthy
+    // edge interval: out after 2 × 2s.
+    let out = run_until(&mut s, &h, || fail(FailureType::Network), failed).await;
+    assert_eq!(out, Duration::from_secs(4));
+
+    // Two passes, one healthy-edge wait between them: back after 3s.
+    let back = run_until(&mut s, &h, pass, |s| !failed(s)).await;
+    assert_eq!(back, Duration::from_secs(3));
+}
