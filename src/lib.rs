@@ -58,4 +58,4 @@ pub mod pb {
     }
 }
 
-pub use server::{Options, Running, StartError, start};
+pub use server::{Options, Running, StartError, start, start_with_shutdown};

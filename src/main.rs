@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use hale::config::{self, Overrides};
 use hale::server::{DEFAULT_DRAIN_TIME, Options, default_concurrency};
+use tokio_util::sync::CancellationToken;
 
 // A proxy allocates and frees small buffers per request from every worker;
 // mimalloc's thread-local free lists make that cheaper than glibc's malloc.
@@ -115,7 +118,12 @@ fn serve(cli: &Cli, bootstrap: config::Bootstrap) -> anyhow::Result<()> {
         service_cluster: cli.service_cluster.clone(),
         service_node: cli.service_node.clone(),
     };
-    let running = hale::start(bootstrap, &options)?;
+    // Signals are watched from before startup: a SIGTERM while health
+    // checks warm up drains (there is nothing to drain yet) instead of
+    // killing the process.
+    let shutdown = CancellationToken::new();
+    let reason = watch_signals(shutdown.clone())?;
+    let running = hale::start_with_shutdown(bootstrap, &options, shutdown.clone())?;
     for (name, addr) in &running.listeners {
         tracing::info!(listener = %name, address = %addr, "listening");
     }
@@ -124,24 +132,63 @@ fn serve(cli: &Cli, bootstrap: config::Bootstrap) -> anyhow::Result<()> {
     }
 
     let quit = running.quit_requested();
-    let signals = tokio::runtime::Builder::new_current_thread()
+    let waiter = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
-    let reason = signals.block_on(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        Ok::<_, std::io::Error>(tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-            () = quit.cancelled() => "/quitquitquit",
-        })
-    })?;
-    tracing::info!(reason, "shutting down");
+    waiter.block_on(async {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = quit.cancelled() => {
+                if let Ok(mut r) = reason.lock() {
+                    r.get_or_insert("/quitquitquit");
+                }
+            }
+        }
+    });
+    let why = reason.lock().ok().and_then(|r| *r).unwrap_or("shutdown");
+    tracing::info!(reason = why, "shutting down");
     running.shutdown();
     running.wait();
     Ok(())
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT, from a thread of its own; the
+/// handlers are installed before this returns. The returned cell names the
+/// signal that came.
+fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<Arc<Mutex<Option<&'static str>>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let reason = Arc::new(Mutex::new(None));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?;
+    let (mut term, mut int) = rt
+        .block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
+        .context("cannot install signal handlers")?;
+    let cell = Arc::clone(&reason);
+    std::thread::Builder::new()
+        .name("hale-signals".into())
+        .spawn(move || {
+            let why = rt.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                    () = shutdown.cancelled() => "shutdown",
+                }
+            });
+            if let Ok(mut r) = cell.lock() {
+                r.get_or_insert(why);
+            }
+            shutdown.cancel();
+        })
+        .context("cannot start the signal thread")?;
+    Ok(reason)
 }
 
 fn init_logging(level: &str) -> anyhow::Result<()> {

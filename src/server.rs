@@ -185,6 +185,16 @@ fn bind(what: &str, address: SocketAddr, count: usize) -> Result<Vec<StdListener
 
 /// Binds every socket, starts the runtimes and returns once hale is Live.
 pub fn start(bootstrap: Bootstrap, options: &Options) -> Result<Running, StartError> {
+    start_with_shutdown(bootstrap, options, CancellationToken::new())
+}
+
+/// [`start`] with a shutdown token the caller already holds, so a signal
+/// that arrives while hale is still warming up drains it too.
+pub fn start_with_shutdown(
+    bootstrap: Bootstrap,
+    options: &Options,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
     let bootstrap = Arc::new(bootstrap);
     let workers = options.concurrency.max(1);
     // sockets[listener][worker]
@@ -226,7 +236,6 @@ pub fn start(bootstrap: Bootstrap, options: &Options) -> Result<Running, StartEr
         clusters: Vec::new(),
         listeners: Vec::new(),
     }));
-    let shutdown = CancellationToken::new();
     let quit = CancellationToken::new();
     let admin_stop = CancellationToken::new();
     let mut threads = Vec::new();
@@ -347,9 +356,10 @@ impl DataPath {
     /// Builds the world, starts the workers, goes Live, and on shutdown
     /// drains; returns the worker threads to join.
     async fn run(self, ready: mpsc::Sender<()>) -> Vec<JoinHandle<()>> {
+        // Health checks go on while draining (as in Envoy) and stop with hale.
         let health = HealthRuntime {
             warmup: Warmup::new(),
-            stop: self.shutdown.child_token(),
+            stop: CancellationToken::new(),
         };
         let world = Arc::new(
             World::build(
@@ -372,6 +382,16 @@ impl DataPath {
                 () = health.warmup.wait() => {}
                 () = self.shutdown.cancelled() => {}
             }
+        }
+        if self.shutdown.is_cancelled() {
+            // Asked to stop before serving: never go LIVE, nothing to drain.
+            tracing::info!("stopping before serving");
+            self.lifecycle.advance(Phase::Draining);
+            self.lifecycle.advance(Phase::Stopped);
+            health.stop.cancel();
+            self.admin_stop.cancel();
+            let _ = ready.send(());
+            return Vec::new();
         }
 
         // Regroup as per_worker[worker] = [(listener index, socket)].
@@ -441,6 +461,7 @@ impl DataPath {
             tracing::warn!("drain time elapsed with requests in flight; closing them");
         }
         self.lifecycle.advance(Phase::Stopped);
+        health.stop.cancel();
         stop_workers.cancel();
         self.admin_stop.cancel();
         tracing::info!("stopped");

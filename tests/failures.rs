@@ -201,3 +201,93 @@ async fn stream_idle_and_request_timeouts_answer_408() {
     assert_eq!(hale.stat("http.ingress.downstream_rq_timeout"), 1);
     hale.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_gives_up_leaves_no_request_counted_in_flight() {
+    let hang = Upstream::start("hang", Behaviour::Hang).await;
+    let ok = Upstream::start("ok", Behaviour::Echo).await;
+    let hale = Hale::start(&bootstrap(ROUTES, &clusters(hang.addr, hang.addr, ok.addr)));
+    let url = format!("{}/refused", hale.url("listener_0"));
+    // The client stops waiting while hale waits for the upstream.
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), get(&url, &[])).await;
+    assert!(gave_up.is_err());
+    support::eventually("the request's accounting to end", || async {
+        (hale.stat("http.ingress.downstream_rq_active") == 0
+            && hale.stat("cluster.refused.upstream_rq_active") == 0)
+            .then_some(())
+    })
+    .await;
+    let text = get(&format!("{}/clusters", hale.admin()), &[]).await.body;
+    assert!(
+        text.contains(&format!("refused::{}::rq_active::0", hang.addr)),
+        "{text}"
+    );
+    hale.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_at_the_route_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let big = Upstream::start("big", Behaviour::Stream(1 << 30)).await;
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: big, timeout: 0.5s }
+"#;
+    let hale = Hale::start(&bootstrap(
+        routes,
+        &cluster("big", "ROUND_ROBIN", &[(big.addr, 1, 0)], ""),
+    ));
+    let mut raw = tokio::net::TcpStream::connect(hale.addr()).await.unwrap();
+    raw.write_all(b"GET /huge HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 64];
+    let n = raw.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    // ...and never reads again. hale must not hold the stream forever.
+    support::eventually("the stalled response to be cut off", || async {
+        (hale.stat("http.ingress.downstream_rq_stalled") == 1
+            && hale.stat("cluster.big.upstream_rq_active") == 0)
+            .then_some(())
+    })
+    .await;
+    hale.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_to_an_upload_does_not_park_a_busy_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let early = Upstream::start("early", Behaviour::EarlyAnswer).await;
+    let routes = r#"            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: early, timeout: 5s }
+"#;
+    // One worker: both requests share its pool.
+    let hale = Hale::start_with_workers(
+        &bootstrap(
+            routes,
+            &cluster("early", "ROUND_ROBIN", &[(early.addr, 1, 0)], ""),
+        ),
+        1,
+    );
+    // An upload the upstream answers before reading it, and that never ends.
+    let mut upload = tokio::net::TcpStream::connect(hale.addr()).await.unwrap();
+    upload
+        .write_all(b"POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\nstart")
+        .await
+        .unwrap();
+    let mut head = [0u8; 64];
+    let n = upload.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    // The next request must get a connection of its own, not wait behind
+    // the upload still being sent.
+    let reply = get(&format!("{}/next", hale.url("listener_0")), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(early.received(), 2);
+    drop(upload);
+    hale.stop().await;
+}

@@ -27,6 +27,8 @@ use crate::stats::{Counter, Gauge, Scope, Store};
 /// What active checking needs to know about one host.
 #[derive(Debug, Clone)]
 pub struct CheckedHost {
+    /// The host's serving address (what events and `/clusters` name).
+    pub address: SocketAddr,
     /// Where probes go (`health_check_config.port_value` applied).
     pub check_address: SocketAddr,
     /// The host's flags (active checking owns [`SESSION_FLAGS`] of them).
@@ -296,16 +298,24 @@ impl ActiveChecks {
     /// `host`: excluded at once (from the data path, without waiting), and
     /// each of its sessions records a passive failure.
     pub fn immediate_fail(&self, host: usize) {
-        let Some(h) = self.shared.hosts.get(host) else {
+        let (Some(h), Some(pending)) = (
+            self.shared.hosts.get(host),
+            self.shared.passive_pending.get(host),
+        ) else {
             return;
         };
+        // Counted before the mark is set, so a session publishing in
+        // between keeps it; each session takes one off when it has the mark.
+        for tx in self.passive.get(host).into_iter().flatten() {
+            // A mark already queued says the same thing.
+            if let Ok(permit) = tx.try_reserve() {
+                pending.fetch_add(1, Ordering::SeqCst);
+                permit.send(());
+            }
+        }
         h.health
             .set(flags::FAILED_ACTIVE_HC | flags::EXCLUDED_VIA_IMMEDIATE_HC_FAIL);
         (self.shared.on_change)();
-        for tx in self.passive.get(host).into_iter().flatten() {
-            // A mark already queued says the same thing.
-            let _ = tx.try_send(());
-        }
     }
 }
 
@@ -325,7 +335,7 @@ impl SessionTask {
         let th = Thresholds::from(hc);
         let source = EventSource {
             cluster: &shared.cluster,
-            host: target.check_address,
+            host: target.address,
             checker: probe::checker_type(hc),
             check_index: self.check,
             check: label,

@@ -161,6 +161,7 @@ impl ResponseBody {
                 on_done: None,
             };
         }
+        deadlines.publish();
         ResponseBody::Upstream {
             body,
             timer: deadlines.next().map(tokio::time::sleep_until),
@@ -171,8 +172,11 @@ impl ResponseBody {
 }
 
 /// The deadlines of a response body in flight.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StreamDeadlines {
+    /// The downstream connection, told each new deadline so it can end a
+    /// response that stalls while hyper is not polling it.
+    pub connection: Arc<super::Downstream>,
     /// The route timeout's deadline.
     pub route: Option<Instant>,
     /// `stream_idle_timeout`.
@@ -185,6 +189,10 @@ impl StreamDeadlines {
     fn next(&self) -> Option<Instant> {
         let idle = self.idle.map(|d| self.last_frame + d);
         [self.route, idle].into_iter().flatten().min()
+    }
+
+    fn publish(&self) {
+        self.connection.connection.set_stall_deadline(self.next());
     }
 }
 
@@ -235,6 +243,7 @@ impl Body for ResponseBody {
                 if polled.is_ready() {
                     if deadlines.idle.is_some() {
                         deadlines.last_frame = Instant::now();
+                        deadlines.publish();
                     }
                     return polled.map(|o| o.map(|r| r.map_err(BodyError::from)));
                 }

@@ -132,6 +132,9 @@ struct Balancing {
     // Set while a rebuild is scheduled: a burst of changes (the first round
     // of checks over thousands of hosts) costs one recount, not one each.
     rebuild_scheduled: AtomicBool,
+    // Serialises rebuilds (the control thread's and a worker's after an
+    // immediate-fail header), so the last plan stored is from the last count.
+    rebuilding: std::sync::Mutex<()>,
 }
 
 impl Balancing {
@@ -161,6 +164,10 @@ impl Balancing {
 
     /// Recounts hosts by health and republishes the plan and gauges.
     fn rebuild(&self) {
+        let _one_at_a_time = match self.rebuilding.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         let mut all = LevelCounts::default();
         let counts: Vec<LevelCounts> = self
             .levels
@@ -305,6 +312,7 @@ impl Cluster {
             panic_threshold: config.healthy_panic_threshold,
             membership,
             rebuild_scheduled: AtomicBool::new(false),
+            rebuilding: std::sync::Mutex::new(()),
         });
         balancing.rebuild();
 
@@ -317,6 +325,7 @@ impl Cluster {
                     hosts: hosts
                         .iter()
                         .map(|h| CheckedHost {
+                            address: h.address,
                             check_address: h.check_address,
                             health: Arc::clone(&h.health),
                         })

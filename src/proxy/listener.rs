@@ -31,7 +31,13 @@ use crate::config::model::{Codec, HttpConnectionManager};
 /// hyper's smallest allowed HTTP/1 read buffer.
 const MIN_H1_BUFFER: usize = 8192;
 
-/// In-flight bookkeeping of one downstream connection, for its idle timeout.
+/// How often a busy connection checks that its responses still move.
+const STALL_CHECK: Duration = Duration::from_secs(1);
+
+/// In-flight bookkeeping of one downstream connection: its idle timeout,
+/// and the deadline of a response that may stall because the client stopped
+/// reading (then hyper stops polling the body, so the body cannot enforce
+/// its own deadlines; the connection task, always polled, does).
 #[derive(Debug)]
 pub struct ConnectionState {
     // Requests in flight on this connection: +1 when a request starts,
@@ -40,6 +46,11 @@ pub struct ConnectionState {
     active: AtomicUsize,
     // Milliseconds since `epoch` when the last response ended.
     last_done_ms: AtomicU64,
+    // Milliseconds since `epoch` by which the response streaming now must
+    // move or end (u64::MAX: none). Written by response bodies as they
+    // stream, read by the connection task. On HTTP/2 the latest stream to
+    // write it wins: a stuck stream is caught when it is the one that wrote.
+    stall_deadline_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -48,7 +59,23 @@ impl ConnectionState {
         Self {
             active: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
+            stall_deadline_ms: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
+        }
+    }
+
+    /// Sets (or, with `None`, clears) the deadline of the response streaming now.
+    pub fn set_stall_deadline(&self, deadline: Option<Instant>) {
+        let ms = deadline.map_or(u64::MAX, |d| {
+            u64::try_from(d.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+        });
+        self.stall_deadline_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn stall_deadline(&self) -> Option<Instant> {
+        match self.stall_deadline_ms.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(self.epoch + Duration::from_millis(ms)),
         }
     }
 
@@ -165,7 +192,7 @@ pub async fn serve_connection<S>(
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let idle_timeout = shared.hcm.idle_timeout;
-    let idle_check = tokio::time::sleep(idle_timeout.unwrap_or(Duration::MAX));
+    let idle_check = tokio::time::sleep(idle_timeout.unwrap_or(STALL_CHECK).min(STALL_CHECK));
     tokio::pin!(idle_check);
     let mut closing = false;
     loop {
@@ -182,16 +209,33 @@ pub async fn serve_connection<S>(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            () = &mut idle_check, if !closing && idle_timeout.is_some() => {
-                let timeout = idle_timeout.unwrap_or(Duration::MAX);
+            () = &mut idle_check, if !closing => {
+                // Checked every STALL_CHECK at most: a request may start at
+                // any time, and its response's deadline must be watched.
+                let now = Instant::now();
                 match state.connection.idle_for() {
-                    Some(idle) if idle >= timeout => {
-                        closing = true;
-                        shared.stats.downstream_cx_idle_timeout.inc();
-                        conn.as_mut().graceful_shutdown();
+                    Some(idle) => match idle_timeout {
+                        Some(timeout) if idle >= timeout => {
+                            closing = true;
+                            shared.stats.downstream_cx_idle_timeout.inc();
+                            conn.as_mut().graceful_shutdown();
+                        }
+                        Some(timeout) => {
+                            idle_check.as_mut().reset(now + (timeout - idle).min(STALL_CHECK));
+                        }
+                        None => idle_check.as_mut().reset(now + STALL_CHECK),
+                    },
+                    None => {
+                        if state.connection.stall_deadline().is_some_and(|d| now >= d) {
+                            // A response passed its deadline without hyper
+                            // polling it (the client stopped reading): end the
+                            // connection, which frees the upstream too.
+                            shared.stats.downstream_rq_stalled.inc();
+                            tracing::debug!(%peer, "closing a connection whose response stalled past its deadline");
+                            break;
+                        }
+                        idle_check.as_mut().reset(now + STALL_CHECK);
                     }
-                    Some(idle) => idle_check.as_mut().reset(Instant::now() + (timeout - idle)),
-                    None => idle_check.as_mut().reset(Instant::now() + timeout),
                 }
             }
         }

@@ -99,11 +99,7 @@ pub async fn handle(from: Arc<Downstream>, req: Request<Incoming>) -> Response<R
         _ => stats.downstream_rq_http1_total.inc(),
     }
     from.connection.request_started();
-    let end = RequestEnd {
-        stats,
-        downstream: from,
-        upstream: None,
-    };
+    let end = RequestEnd::new(stats, from);
 
     let grpc = is_grpc(req.headers());
     let reply = match target {
@@ -157,9 +153,8 @@ async fn forward(
     // Forward.
     // Only a request with a body can still be arriving; only then is its
     // progress tracked (and allocated).
-    let progress = (!http_body::Body::is_end_stream(req.body())
-        && (hop.request_timeout.is_some() || hop.stream_idle_timeout.is_some()))
-    .then(|| Arc::new(RequestProgress::new(received)));
+    let progress = (!http_body::Body::is_end_stream(req.body()))
+        .then(|| Arc::new(RequestProgress::new(received)));
     let upstream_req = upstream_request(
         &route,
         end.downstream.peer,
@@ -176,12 +171,13 @@ async fn forward(
         cluster: Arc::clone(cluster),
         host: Arc::clone(&host),
         sender: None,
+        progress: progress.clone(),
     });
 
     let started = Instant::now();
     let deadlines = Deadlines {
         started: received,
-        route: route.action.timeout.map(|t| started + t),
+        route: route.action.timeout,
         request: hop.request_timeout.map(|t| received + t),
         idle: hop.stream_idle_timeout,
     };
@@ -205,13 +201,15 @@ async fn forward(
                         host.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
                         return end.finish_failed(LocalReply::UpstreamTimeout, grpc);
                     }
+                    // The client's side timed out: not the upstream's fault,
+                    // so its stats are not charged.
                     Some(Expired::Request) => {
                         end.stats.downstream_rq_timeout.inc();
-                        return end.finish_failed(LocalReply::RequestTimeout, grpc);
+                        return end.finish_local(LocalReply::RequestTimeout.into_response(grpc));
                     }
                     Some(Expired::StreamIdle) => {
                         end.stats.downstream_rq_idle_timeout.inc();
-                        return end.finish_failed(LocalReply::StreamIdleTimeout, grpc);
+                        return end.finish_local(LocalReply::StreamIdleTimeout.into_response(grpc));
                     }
                     None => {
                         let next = deadlines.next(progress.as_deref()).unwrap_or(now + FAR_FUTURE);
@@ -269,7 +267,8 @@ async fn forward(
 
     let (parts, incoming) = resp.into_parts();
     let stream = StreamDeadlines {
-        route: deadlines.route,
+        connection: Arc::clone(&end.downstream),
+        route: deadlines.route_deadline(progress.as_deref()),
         idle: hop.stream_idle_timeout,
         last_frame: Instant::now(),
     };
@@ -360,27 +359,44 @@ fn authority_of<B>(req: &Request<B>) -> &str {
 /// The accounting that ends with the response: downstream gauges, the
 /// connection's idle clock and, for a forwarded request, the upstream's
 /// in-flight counts and the HTTP/1.1 connection's return to its pool.
+///
+/// Runs exactly once: through a `finish_*` call, the response body's end
+/// hook, or, when hyper drops the request (the client went away while
+/// hale waited for the upstream), its `Drop`.
 struct RequestEnd {
     stats: Arc<HttpStats>,
     downstream: Arc<Downstream>,
     upstream: Option<UpstreamEnd>,
+    finished: bool,
 }
 
 struct UpstreamEnd {
     cluster: Arc<Cluster>,
     host: Arc<Host>,
     sender: Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
+    /// The request body's progress (`None`: there was no body).
+    progress: Option<Arc<RequestProgress>>,
 }
 
 impl RequestEnd {
-    /// Ends a request answered locally before anything went upstream.
-    fn finish_local(self, resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    fn new(stats: Arc<HttpStats>, downstream: Arc<Downstream>) -> Self {
+        Self {
+            stats,
+            downstream,
+            upstream: None,
+            finished: false,
+        }
+    }
+
+    /// Ends a request answered locally.
+    fn finish_local(mut self, resp: Response<ResponseBody>) -> Response<ResponseBody> {
         self.stats.downstream_rq.record(resp.status().as_u16());
         self.complete(true);
         resp
     }
 
-    /// Ends a request whose upstream attempt failed.
+    /// Ends a request whose upstream attempt failed: the host and cluster
+    /// are charged with the reply's status, as Envoy charges them.
     fn finish_failed(self, reply: LocalReply, grpc: bool) -> Response<ResponseBody> {
         if let Some(u) = &self.upstream {
             u.cluster.stats.upstream_rq.record(reply.status().as_u16());
@@ -388,25 +404,41 @@ impl RequestEnd {
         }
         self.finish_local(reply.into_response(grpc))
     }
-}
 
-impl ResponseDone for RequestEnd {
-    fn done(self: Box<Self>, completed: bool) {
-        (*self).complete(completed);
-    }
-}
-
-impl RequestEnd {
-    fn complete(self, completed: bool) {
+    fn complete(&mut self, completed: bool) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
         self.stats.downstream_rq_active.dec();
+        self.downstream.connection.set_stall_deadline(None);
         self.downstream.connection.request_finished();
-        if let Some(u) = self.upstream {
+        if let Some(u) = self.upstream.take() {
             u.cluster.stats.upstream_rq_active.dec();
             u.cluster.stats.upstream_rq_completed.inc();
             u.host.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
-            if completed && let Some(sender) = u.sender {
+            // An HTTP/1.1 connection is reusable only when the whole
+            // exchange is over: the response ended cleanly and the request
+            // body was sent whole (an upstream may answer an upload early).
+            let request_sent = u.progress.as_ref().is_none_or(|p| p.is_complete());
+            if completed
+                && request_sent
+                && let Some(sender) = u.sender
+            {
                 u.host.pool.give_back(sender);
             }
         }
+    }
+}
+
+impl Drop for RequestEnd {
+    fn drop(&mut self) {
+        self.complete(false);
+    }
+}
+
+impl ResponseDone for RequestEnd {
+    fn done(mut self: Box<Self>, completed: bool) {
+        self.complete(completed);
     }
 }

@@ -31,6 +31,9 @@ use super::body::RequestBody;
 use crate::config::model::UpstreamProtocol;
 use crate::stats::{Counter, Gauge};
 
+/// How long a parked HTTP/1.1 connection may take to be ready again.
+const PARKED_READY_WAIT: Duration = Duration::from_millis(50);
+
 /// How many idle HTTP/1.1 connections one host keeps at most.
 const MAX_IDLE_PER_HOST: usize = 256;
 
@@ -192,7 +195,14 @@ impl WorkerPool {
         // Idle connections may have been closed by the upstream since they
         // were parked; a request that was not written is tried on the next.
         while let Some(mut sender) = self.pop_idle() {
-            if sender.ready().await.is_err() {
+            // A parked connection finished its exchange and is ready at once;
+            // one that is not within a moment is not worth waiting for.
+            if !sender.is_ready()
+                && !matches!(
+                    tokio::time::timeout(PARKED_READY_WAIT, sender.ready()).await,
+                    Ok(Ok(()))
+                )
+            {
                 continue;
             }
             match sender.try_send_request(req).await {

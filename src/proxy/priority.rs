@@ -54,9 +54,11 @@ pub struct LoadPlan {
 impl LoadPlan {
     /// Envoy's arithmetic over `levels` (in priority order) with the
     /// overprovisioning factor (percent, 140 = 1.4) and panic threshold
-    /// (percent; 0 disables panic).
+    /// (percent, rounded to a whole percent as Envoy does; 0 disables panic).
     pub fn compute(levels: &[LevelCounts], overprovisioning: u32, panic_threshold: f64) -> Self {
         let n = levels.len();
+        // Envoy: PROTOBUF_PERCENT_TO_ROUNDED_INTEGER_OR_DEFAULT.
+        let panic_threshold = panic_threshold.round().clamp(0.0, 100.0) as u32;
         let usable_total = |l: &LevelCounts| l.total.saturating_sub(l.excluded);
         let share = |count: u32, l: &LevelCounts| -> u32 {
             let denom = usable_total(l);
@@ -71,24 +73,26 @@ impl LoadPlan {
         let degraded: Vec<u32> = levels.iter().map(|l| share(l.degraded, l)).collect();
         let nta = (health.iter().sum::<u32>() + degraded.iter().sum::<u32>()).min(100);
 
+        // Envoy compares whole percents: (healthy + degraded) × 100 / usable.
         let in_panic = |l: &LevelCounts| -> bool {
-            let denom = usable_total(l);
-            let pct = if denom == 0 {
-                0.0
-            } else {
-                f64::from(l.healthy + l.degraded) * 100.0 / f64::from(denom)
-            };
+            let pct = std::num::NonZeroU32::new(usable_total(l))
+                .map_or(0, |denom| (l.healthy + l.degraded) * 100 / denom);
             pct < panic_threshold
         };
         let panic: Vec<bool> = levels.iter().map(|l| nta != 100 && in_panic(l)).collect();
 
         if nta == 0 {
-            if panic_threshold > 0.0 && n > 0 && panic.iter().all(|p| *p) {
+            if panic_threshold > 0 && n > 0 && panic.iter().all(|p| *p) {
                 return Self::total_panic(levels);
             }
-            // Threshold 0 and nothing usable: no host may be chosen.
+            // Envoy: no availability and no panic puts all load on the first
+            // level; its healthy hosts (if rounding hid them) may still take it.
+            let mut healthy = vec![0; n];
+            if let Some(first) = healthy.first_mut() {
+                *first = 100;
+            }
             return Self {
-                healthy: vec![0; n],
+                healthy,
                 degraded: vec![0; n],
                 panic: vec![false; n],
                 all_to_first: false,
@@ -259,9 +263,22 @@ mod tests {
     }
 
     #[test]
-    fn nothing_usable_and_panic_disabled_chooses_nothing() {
+    fn nothing_usable_and_panic_disabled_sends_to_the_first_levels_healthy_hosts() {
         let p = LoadPlan::compute(&[level(3, 0, 0)], 140, 0.0);
-        assert_eq!(p.choose(|| 50), None);
+        assert_eq!(
+            p.choose(|| 50),
+            Some(Choice {
+                level: 0,
+                pool: Pool::Healthy
+            })
+        );
+    }
+
+    #[test]
+    fn the_panic_threshold_is_a_whole_percent() {
+        // 2 of 3 healthy is 66%: below a 66.6% threshold rounded to 67.
+        let p = LoadPlan::compute(&[level(3, 2, 0)], 100, 66.6);
+        assert!(p.is_panic(0));
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct HttpStats {
     pub downstream_rq_timeout: Counter,
     /// `downstream_rq_idle_timeout`: streams that hit `stream_idle_timeout`.
     pub downstream_rq_idle_timeout: Counter,
+    /// `downstream_rq_stalled` (hale): connections closed because a
+    /// response passed its deadline while the client was not reading.
+    pub downstream_rq_stalled: Counter,
 }
 
 impl HttpStats {
@@ -95,6 +98,7 @@ impl HttpStats {
             downstream_cx_idle_timeout: scope.counter("downstream_cx_idle_timeout"),
             downstream_rq_timeout: scope.counter("downstream_rq_timeout"),
             downstream_rq_idle_timeout: scope.counter("downstream_rq_idle_timeout"),
+            downstream_rq_stalled: scope.counter("downstream_rq_stalled"),
         }
     }
 }

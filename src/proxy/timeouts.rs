@@ -1,7 +1,8 @@
 //! The timers of one proxied request, as Envoy's connection manager and
 //! router define them, armed as ONE tokio timer at the earliest deadline:
 //!
-//! - route `timeout`: response headers and body must be done in time (504);
+//! - route `timeout`: from the end of the request (its last body byte, or
+//!   its headers when it has no body), the response must be done in time (504);
 //! - HCM `request_timeout`: the whole request must arrive in time (408);
 //! - HCM `stream_idle_timeout`: no stream may go this long without a byte
 //!   either way (408 before response headers, a reset after).
@@ -47,7 +48,8 @@ impl RequestProgress {
         self.complete.store(true, Ordering::Relaxed);
     }
 
-    fn is_complete(&self) -> bool {
+    /// Whether the body's last byte has been read.
+    pub fn is_complete(&self) -> bool {
         self.complete.load(Ordering::Relaxed)
     }
 
@@ -72,8 +74,8 @@ pub enum Expired {
 pub struct Deadlines {
     /// When the request started.
     pub started: Instant,
-    /// Route timeout deadline.
-    pub route: Option<Instant>,
+    /// Route timeout, counted from the end of the request (Envoy).
+    pub route: Option<Duration>,
     /// Request timeout deadline (disarmed once the request is complete).
     pub request: Option<Instant>,
     /// Stream idle timeout.
@@ -85,6 +87,16 @@ impl Deadlines {
         progress.map_or(self.started, |p| p.last_activity().max(self.started))
     }
 
+    /// The route deadline, once the request is complete (unarmed before).
+    pub fn route_deadline(&self, progress: Option<&RequestProgress>) -> Option<Instant> {
+        let timeout = self.route?;
+        match progress {
+            None => Some(self.started + timeout),
+            Some(p) if p.is_complete() => Some(p.last_activity().max(self.started) + timeout),
+            Some(_) => None,
+        }
+    }
+
     fn request_pending(&self, progress: Option<&RequestProgress>) -> Option<Instant> {
         // A request without a body is complete with its headers.
         let complete = progress.is_none_or(RequestProgress::is_complete);
@@ -94,15 +106,19 @@ impl Deadlines {
     /// The earliest deadline still armed.
     pub fn next(&self, progress: Option<&RequestProgress>) -> Option<Instant> {
         let idle = self.idle.map(|d| self.last_activity(progress) + d);
-        [self.route, self.request_pending(progress), idle]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.route_deadline(progress),
+            self.request_pending(progress),
+            idle,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Which deadline has passed at `now`, if any (the route's first).
     pub fn expired(&self, now: Instant, progress: Option<&RequestProgress>) -> Option<Expired> {
-        if self.route.is_some_and(|d| now >= d) {
+        if self.route_deadline(progress).is_some_and(|d| now >= d) {
             return Some(Expired::Route);
         }
         if self.request_pending(progress).is_some_and(|d| now >= d) {
@@ -127,7 +143,7 @@ mod tests {
         let start = Instant::now();
         let d = Deadlines {
             started: start,
-            route: Some(start + Duration::from_secs(15)),
+            route: Some(Duration::from_secs(15)),
             request: Some(start + Duration::from_secs(2)),
             idle: Some(Duration::from_secs(5)),
         };
@@ -154,9 +170,16 @@ mod tests {
             Some(Expired::StreamIdle)
         );
         assert_eq!(
-            d.expired(start + Duration::from_secs(15), Some(&progress)),
+            d.expired(start + Duration::from_secs(16), Some(&progress)),
             Some(Expired::Route)
         );
+        assert_eq!(
+            d.route_deadline(Some(&progress)),
+            Some(start + Duration::from_secs(16))
+        );
+        // A body still arriving does not run the route timeout at all.
+        let uploading = RequestProgress::new(start);
+        assert_eq!(d.route_deadline(Some(&uploading)), None);
     }
 
     #[tokio::test(start_paused = true)]

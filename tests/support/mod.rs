@@ -34,6 +34,11 @@ pub struct Hale {
 impl Hale {
     /// Starts hale on `yaml` (an Envoy bootstrap; use port 0 everywhere).
     pub fn start(yaml: &str) -> Self {
+        Self::start_with_workers(yaml, 2)
+    }
+
+    /// [`Hale::start`] with `workers` data-path workers.
+    pub fn start_with_workers(yaml: &str, workers: usize) -> Self {
         let bootstrap = hale::config::parse(
             yaml,
             hale::config::Format::Yaml,
@@ -42,7 +47,7 @@ impl Hale {
         )
         .unwrap_or_else(|e| panic!("test config rejected:\n{e}"));
         let mut options = hale::Options::new("test.yaml");
-        options.concurrency = 2;
+        options.concurrency = workers;
         options.drain_time = Duration::from_secs(5);
         let running = hale::start(bootstrap, &options).expect("hale starts");
         Self {

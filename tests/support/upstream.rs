@@ -36,6 +36,8 @@ pub enum Behaviour {
     Stream(u64),
     /// Reads the whole request body and answers with its length.
     Sink,
+    /// Answers 200 at once, without reading the request body.
+    EarlyAnswer,
 }
 
 /// What `/healthz` answers, switchable while the upstream runs.
@@ -204,6 +206,7 @@ impl State {
         match &self.behaviour {
             Behaviour::Echo => self.echo(200, &req),
             Behaviour::Status(s) => self.echo(*s, &req),
+            Behaviour::EarlyAnswer => self.echo(200, &req),
             Behaviour::Slow(d) => {
                 tokio::time::sleep(*d).await;
                 self.echo(200, &req)

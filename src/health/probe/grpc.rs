@@ -118,9 +118,13 @@ impl GrpcProber {
             Err(e) => return network(format!("stream reset: {e}")),
         };
         let (parts, body) = resp.into_parts();
-        let collected = match body.collect().await {
+        // A misbehaving upstream must not make a check buffer without end.
+        let collected = match http_body_util::Limited::new(body, MAX_RESPONSE)
+            .collect()
+            .await
+        {
             Ok(c) => c,
-            Err(e) => return network(format!("stream reset: {e}")),
+            Err(e) => return network(format!("response body failed: {e}")),
         };
         if self.reuse {
             self.conn = Some(sender);
