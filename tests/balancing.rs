@@ -40,8 +40,20 @@ async fn weighted_round_robin_follows_weights_exactly() {
         "",
     );
     let hale = Hale::start(&bootstrap(ALL_TO_BACKEND, &clusters));
-    // Whole cycles of the schedule (6 picks each): the split is exact.
-    let counts = tally(&format!("{}/", hale.url("listener_0")), 60).await;
+    // Whole cycles of the schedule (6 picks each) on one connection, so one
+    // worker's round-robin position: the split is exact.
+    let mut conn = support::one_connection(hale.addr()).await;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..60 {
+        let req = http::Request::get("/")
+            .header("host", "x")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let reply = support::send_on(&mut conn, req).await;
+        *counts
+            .entry(reply.header("x-upstream").unwrap().to_string())
+            .or_insert(0) += 1;
+    }
     assert_eq!(counts["a"], 30, "{counts:?}");
     assert_eq!(counts["b"], 20, "{counts:?}");
     assert_eq!(counts["c"], 10, "{counts:?}");

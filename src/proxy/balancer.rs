@@ -31,15 +31,27 @@ pub struct Level<H> {
     // Smooth weighted round-robin order of host indices (nginx's algorithm):
     // weights 5,1,1 give a,a,b,a,c,a,a rather than a,a,a,a,a,b,c.
     schedule: Box<[u32]>,
-    // Advanced by every round-robin pick, from every worker.
-    cursor: AtomicUsize,
+    // One round-robin position per worker (Envoy's balancers are per
+    // worker too): no cache line bounces between cores on every pick.
+    cursors: Box<[Cursor]>,
     // Running weight sums, for weighted random draws.
     cumulative: Box<[u64]>,
 }
 
+/// A round-robin position on a cache line of its own.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Cursor(AtomicUsize);
+
 impl<H: Candidate> Level<H> {
-    /// A level over `hosts` (may be empty).
+    /// A level over `hosts` (may be empty), for one data-path worker.
     pub fn new(hosts: Vec<H>) -> Self {
+        Self::for_workers(hosts, 1)
+    }
+
+    /// A level over `hosts` with a round-robin position for each of
+    /// `workers` data-path workers.
+    pub fn for_workers(hosts: Vec<H>, workers: usize) -> Self {
         let weights: Vec<u32> = hosts.iter().map(|h| h.weight().max(1)).collect();
         let mut sum = 0u64;
         let cumulative = weights
@@ -49,17 +61,22 @@ impl<H: Candidate> Level<H> {
                 sum
             })
             .collect();
-        // Start each level at a random point so that many proxies restarted
-        // together do not all hit the first host first.
-        let start = if hosts.is_empty() {
-            0
-        } else {
-            rand::random_range(0..hosts.len())
-        };
+        // Start each position at a random point so that many proxies (and
+        // workers) started together do not all hit the first host first.
+        let cursors = (0..workers.max(1))
+            .map(|_| {
+                let start = if hosts.is_empty() {
+                    0
+                } else {
+                    rand::random_range(0..hosts.len())
+                };
+                Cursor(AtomicUsize::new(start))
+            })
+            .collect();
         Self {
             schedule: smooth_schedule(&weights),
             hosts,
-            cursor: AtomicUsize::new(start),
+            cursors,
             cumulative,
         }
     }
@@ -86,7 +103,8 @@ impl<H: Candidate> Level<H> {
 
     fn round_robin(&self, usable: &impl Fn(&H) -> bool) -> Option<&H> {
         let len = self.schedule.len();
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let cursor = &self.cursors[super::worker::current() % self.cursors.len()];
+        let start = cursor.0.fetch_add(1, Ordering::Relaxed);
         for step in 0..len {
             let index = self.schedule[(start.wrapping_add(step)) % len] as usize;
             if let Some(h) = self.hosts.get(index).filter(|h| usable(h)) {

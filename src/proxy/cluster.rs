@@ -302,7 +302,7 @@ impl Cluster {
             .into_iter()
             .map(|p| {
                 let members = hosts.iter().filter(|h| h.priority == p).cloned().collect();
-                (p, Level::new(members))
+                (p, Level::for_workers(members, workers))
             })
             .collect();
         let balancing = Arc::new(Balancing {
