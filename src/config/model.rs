@@ -15,7 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 mod health_check;
+mod outlier;
 pub use health_check::*;
+pub use outlier::*;
 
 /// Envoy: a route's `timeout` defaults to 15s.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -301,6 +303,9 @@ pub struct Cluster {
     pub fail_traffic_on_panic: bool,
     /// `load_assignment.policy.overprovisioning_factor` (percent). Default 140.
     pub overprovisioning_factor: u32,
+    /// `outlier_detection`; its presence enables passive health checking.
+    /// Default none.
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 /// `type` of a cluster.

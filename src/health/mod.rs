@@ -9,6 +9,7 @@
 
 pub mod checker;
 pub mod events;
+pub mod outlier;
 pub mod probe;
 pub mod scheduler;
 
