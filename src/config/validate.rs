@@ -6,7 +6,8 @@
 //! returning either a [`Bootstrap`] or every error in document order.
 //! Decoding is split by area: `listener` (listeners, the HTTP connection
 //! manager and its filters), `route` (route configs), `cluster` (clusters
-//! and endpoints), `health_check` (a cluster's active health checks); this
+//! and endpoints), `health_check` (a cluster's active health checks),
+//! `outlier` (a cluster's outlier detection); this
 //! file holds the bootstrap, node, admin and the pieces they share.
 //!
 //! Must not touch: runtime state, and the text of the file (that is
@@ -15,6 +16,7 @@
 mod cluster;
 mod health_check;
 mod listener;
+mod outlier;
 mod route;
 #[cfg(test)]
 mod tests;

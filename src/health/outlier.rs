@@ -535,5 +535,8 @@ impl Detector {
     }
 }
 
+mod task;
+pub use task::{Passive, WatchedHost, start};
+
 #[cfg(test)]
 mod tests;

@@ -123,6 +123,7 @@ struct Shared {
     stats: CheckStats,
     traffic: Counter,
     on_change: Box<dyn Fn() + Send + Sync>,
+    on_pass: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
 
 impl Shared {
@@ -196,6 +197,9 @@ pub struct ClusterChecks {
     pub traffic: Counter,
     /// Run after any host's health changed (rebuild load-balancing state).
     pub on_change: Box<dyn Fn() + Send + Sync>,
+    /// Run with a host's index after each passing check (outlier detection
+    /// may let an ejected host back on it).
+    pub on_pass: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
 
 impl ActiveChecks {
@@ -242,6 +246,7 @@ impl ActiveChecks {
             session_flags,
             traffic: spec.traffic,
             on_change: spec.on_change,
+            on_pass: spec.on_pass,
         });
         // Envoy: hosts of a health-checked cluster start failed until their
         // first check; the gauges start at zero to match.
@@ -396,6 +401,9 @@ impl SessionTask {
                 tracing::debug!(cluster = %self.shared.cluster, host = %target.check_address, check = %label, reason = reason.unwrap_or(""), "health check failed");
             }
             self.record(&session, &step, &source, log, reason);
+            if healthy && let Some(on_pass) = &self.shared.on_pass {
+                on_pass(self.host);
+            }
             if first {
                 self.warmup.done_one();
             }

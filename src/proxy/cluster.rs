@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::model::{self, DiscoveryType, UpstreamProtocol};
+use crate::health::outlier::{self, Observation, Passive, WatchedHost};
 use crate::health::scheduler::{ActiveChecks, CheckedHost, ClusterChecks, Warmup};
 use crate::health::{self, Coarse, HostHealth, flags};
 use crate::stats::{Counter, Gauge, Scope, StatusCounters, Store};
@@ -213,6 +214,8 @@ pub struct Cluster {
     balancing: Arc<Balancing>,
     /// Active health checks, when the cluster has `health_checks`.
     active: Option<Arc<ActiveChecks>>,
+    /// Outlier detection's inbox, when the cluster has `outlier_detection`.
+    passive: Option<Passive>,
     /// Stats under `cluster.<name>.`.
     pub stats: ClusterStats,
 }
@@ -316,8 +319,29 @@ impl Cluster {
         });
         balancing.rebuild();
 
+        let passive = config.outlier_detection.clone().map(|od| {
+            let on_change = Arc::clone(&balancing);
+            outlier::start(
+                config.name.clone(),
+                od,
+                hosts
+                    .iter()
+                    .map(|h| WatchedHost {
+                        address: h.address,
+                        health: Arc::clone(&h.health),
+                    })
+                    .collect(),
+                &scope,
+                Box::new(move || on_change.request_rebuild()),
+                health_runtime.stop.clone(),
+            )
+        });
         let active = (!config.health_checks.is_empty()).then(|| {
             let on_change = Arc::clone(&balancing);
+            let on_pass = passive.clone().map(|p| {
+                Box::new(move |host: usize| p.active_check_passed(host))
+                    as Box<dyn Fn(usize) + Send + Sync>
+            });
             ActiveChecks::start(
                 ClusterChecks {
                     cluster: config.name.clone(),
@@ -332,6 +356,7 @@ impl Cluster {
                         .collect(),
                     traffic: conn.cx_total.clone(),
                     on_change: Box::new(move || on_change.request_rebuild()),
+                    on_pass,
                 },
                 store,
                 &health_runtime.warmup,
@@ -342,6 +367,7 @@ impl Cluster {
             config: config.clone(),
             balancing,
             active,
+            passive,
             stats,
         }
     }
@@ -399,6 +425,14 @@ impl Cluster {
     pub fn immediate_fail(&self, host: &Host) {
         if let Some(active) = &self.active {
             active.immediate_fail(host.index);
+        }
+    }
+
+    /// Tells outlier detection what an attempt on `host` found (nothing
+    /// without `outlier_detection`). Never waits.
+    pub fn observe(&self, host: &Host, what: Observation) {
+        if let Some(p) = &self.passive {
+            p.report(host.index, what);
         }
     }
 

@@ -35,6 +35,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::error::{LocalReply, is_grpc};
+use crate::health::outlier::Observation;
 use body::{RequestBody, ResponseBody, ResponseDone, StreamDeadlines};
 use cluster::{Cluster, Host};
 use listener::ConnectionState;
@@ -197,6 +198,7 @@ async fn forward(
                 let now = Instant::now();
                 match deadlines.expired(now, progress.as_deref()) {
                     Some(Expired::Route) => {
+                        cluster.observe(&host, Observation::Timeout);
                         cluster.stats.upstream_rq_timeout.inc();
                         host.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
                         return end.finish_failed(LocalReply::UpstreamTimeout, grpc);
@@ -224,6 +226,9 @@ async fn forward(
     let (mut resp, sender) = match sent {
         Ok(ok) => ok,
         Err(e) => {
+            // Envoy: a connect failure and a reset before headers are both
+            // local-origin connection failures for outlier detection.
+            cluster.observe(&host, Observation::ConnectFailed);
             let reply = match &e {
                 SendError::ConnectTimeout | SendError::Connect(_) => {
                     LocalReply::UpstreamConnect(e.to_string())
@@ -239,6 +244,8 @@ async fn forward(
     };
     let status = resp.status().as_u16();
     cluster.stats.upstream_rq.record(status);
+    cluster.observe(&host, Observation::ConnectSuccess);
+    cluster.observe(&host, Observation::Status(status));
     if resp
         .headers()
         .contains_key(crate::health::probe::X_ENVOY_IMMEDIATE_HEALTH_CHECK_FAIL)

@@ -177,6 +177,7 @@ mod tests {
             &TCP_HEALTH_CHECK,
             &HEADER_VALUE_OPTION,
             &HEADER_VALUE,
+            &OUTLIER_DETECTION,
         ] {
             for field in message.supported() {
                 assert!(

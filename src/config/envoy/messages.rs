@@ -324,7 +324,7 @@ pub(crate) const CLUSTER: Message = Message {
     name: "Cluster",
     supported: "name type connect_timeout lb_policy load_assignment \
         typed_extension_protocol_options http2_protocol_options common_lb_config \
-        circuit_breakers health_checks",
+        circuit_breakers health_checks outlier_detection",
     unsupported: "transport_socket_matches transport_socket_matcher alt_stat_name stats_matcher \
         cluster_type eds_cluster_config per_connection_buffer_limit_bytes \
         per_connection_buffer_high_watermark_timeout max_requests_per_connection \
@@ -332,7 +332,7 @@ pub(crate) const CLUSTER: Message = Message {
         dns_refresh_rate dns_jitter \
         dns_failure_refresh_rate respect_dns_ttl dns_lookup_family dns_resolvers \
         use_tcp_for_dns_lookups dns_resolution_config typed_dns_resolver_config \
-        wait_for_warm_on_init outlier_detection cleanup_interval upstream_bind_config \
+        wait_for_warm_on_init cleanup_interval upstream_bind_config \
         lb_subset_config ring_hash_lb_config maglev_lb_config original_dst_lb_config \
         least_request_lb_config round_robin_lb_config transport_socket metadata \
         protocol_selection upstream_connection_options \
@@ -340,13 +340,10 @@ pub(crate) const CLUSTER: Message = Message {
         load_balancing_policy lrs_server lrs_report_endpoint_metrics \
         track_timeout_budgets upstream_config track_cluster_stats preconnect_policy \
         connection_pool_per_downstream_connection queuing_policies",
-    notes: &[
-        ("outlier_detection", " yet"),
-        (
-            "http_protocol_options",
-            "; HTTP/1.1 is the default upstream protocol",
-        ),
-    ],
+    notes: &[(
+        "http_protocol_options",
+        "; HTTP/1.1 is the default upstream protocol",
+    )],
 };
 
 /// `envoy.config.endpoint.v3.ClusterLoadAssignment`.

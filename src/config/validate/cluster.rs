@@ -4,13 +4,13 @@
 //!
 //! Owns: `static_resources.clusters[]`, and the set of defined cluster names
 //! that routes are checked against. Each `health_checks[]` entry is handed
-//! to `health_check`.
+//! to `health_check`, and `outlier_detection` to `outlier`.
 //!
 //! Must not touch: listeners and routes.
 
 use std::net::IpAddr;
 
-use super::{UniqueNames, each, health_check, one_of, port_number, socket_address};
+use super::{UniqueNames, each, health_check, one_of, outlier, port_number, socket_address};
 use crate::config::envoy::messages::{
     CIRCUIT_BREAKERS, CLUSTER, CLUSTER_LOAD_ASSIGNMENT, COMMON_LB_CONFIG, ENDPOINT,
     EXPLICIT_HTTP_CONFIG, HEALTH_CHECK_CONFIG, HTTP1_PROTOCOL_OPTIONS, HTTP2_PROTOCOL_OPTIONS,
@@ -127,6 +127,10 @@ pub(super) fn decode<'a>(
     let health_checks = cluster.optional(sink, "health_checks", vec![], |list, sink| {
         each(sink, list, health_check::decode)
     });
+    // Present (even `{}`) enables passive health checking.
+    let outlier_detection = cluster.optional(sink, "outlier_detection", None, |node, sink| {
+        outlier::decode(sink, node).map(Some)
+    });
     let (endpoints, overprovisioning_factor) = assignment?;
     let lb_config = lb_config?;
     Some(Cluster {
@@ -141,9 +145,7 @@ pub(super) fn decode<'a>(
         health_checks: health_checks?,
         fail_traffic_on_panic: lb_config.fail_traffic_on_panic,
         overprovisioning_factor,
-        // Decoded with the outlier-detection work; the field itself is
-        // still rejected as "not supported by hale yet".
-        outlier_detection: None,
+        outlier_detection: outlier_detection?,
     })
 }
 

@@ -3,8 +3,9 @@
 //! Owns: `config.core.v3.HealthCheck` and the messages it reaches
 //! (`HttpHealthCheck`, `TcpHealthCheck`, `GrpcHealthCheck`, `Payload`,
 //! `HeaderValueOption`, `HeaderValue`, `type.v3.Int64Range`,
-//! `TypedExtensionConfig` and the file event sink), split out of `messages`
-//! to keep each table file short. Field lists are data-plane-api's.
+//! `TypedExtensionConfig` and the file event sink), and passive health
+//! checking's `cluster.v3.OutlierDetection`, split out of `messages` to keep
+//! each table file short. Field lists are data-plane-api's.
 //!
 //! Must not touch: behaviour, as for every table in `messages`.
 
@@ -97,5 +98,22 @@ pub(crate) const HEALTH_CHECK_EVENT_FILE_SINK: Message = Message {
     name: "HealthCheckEventFileSink",
     supported: "event_log_path",
     unsupported: "",
+    notes: &[],
+};
+
+/// `envoy.config.cluster.v3.OutlierDetection`.
+pub(crate) const OUTLIER_DETECTION: Message = Message {
+    name: "OutlierDetection",
+    supported: "consecutive_5xx interval base_ejection_time max_ejection_percent \
+        enforcing_consecutive_5xx enforcing_success_rate success_rate_minimum_hosts \
+        success_rate_request_volume success_rate_stdev_factor consecutive_gateway_failure \
+        enforcing_consecutive_gateway_failure split_external_local_origin_errors \
+        consecutive_local_origin_failure enforcing_consecutive_local_origin_failure \
+        enforcing_local_origin_success_rate failure_percentage_threshold \
+        enforcing_failure_percentage enforcing_failure_percentage_local_origin \
+        failure_percentage_minimum_hosts failure_percentage_request_volume \
+        max_ejection_time max_ejection_time_jitter successful_active_health_check_uneject_host \
+        always_eject_one_host",
+    unsupported: "monitors detect_degraded_hosts",
     notes: &[],
 };

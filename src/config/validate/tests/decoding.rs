@@ -393,7 +393,6 @@ fn realistic_envoy_bootstrap_names_each_missing_feature() {
         // "500ms" is not a proto3 JSON duration: Envoy rejects it as well
         // (the reference's example has this slip).
         format!("{cluster}.health_checks[0].initial_jitter"),
-        format!("{cluster}.outlier_detection"),
         format!("{hcm}.drain_timeout"),
         format!("{hcm}.http_filters[0].name"),
         format!("{hcm}.route_config.virtual_hosts[0].routes[0].route.retry_policy"),

@@ -41,21 +41,6 @@ fn envoy_field_that_hale_lacks_is_named() {
 }
 
 #[test]
-fn outlier_detection_is_not_supported_yet() {
-    let text = base_with(
-        "    connect_timeout: 1s",
-        "    connect_timeout: 1s\n    health_checks: []\n    outlier_detection: {}",
-    );
-    assert_eq!(
-        errors_of(&text),
-        vec![(
-            "static_resources.clusters[0].outlier_detection".to_string(),
-            "\"outlier_detection\" is an Envoy field that is not supported by hale yet".to_string()
-        )]
-    );
-}
-
-#[test]
 fn type_error_names_expected_and_found() {
     let text = base_with("port_value: 9000", "port_value: abc");
     assert_one_error(
