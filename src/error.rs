@@ -35,6 +35,10 @@ pub enum LocalReply {
     /// The upstream reset or closed before response headers (Envoy `UC`/`UR`).
     #[error("upstream connect error or disconnect/reset before headers. reset reason: {0}")]
     UpstreamReset(String),
+    /// A circuit breaker refused the request (Envoy `UO`); the response
+    /// carries `x-envoy-overloaded: true`.
+    #[error("upstream connect error or disconnect/reset before headers. reset reason: overflow")]
+    Overflow,
     /// A `direct_response` route.
     #[error("direct response")]
     Direct {
@@ -52,7 +56,8 @@ impl LocalReply {
             LocalReply::NoRoute => StatusCode::NOT_FOUND,
             LocalReply::NoHealthyUpstream
             | LocalReply::UpstreamConnect(_)
-            | LocalReply::UpstreamReset(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | LocalReply::UpstreamReset(_)
+            | LocalReply::Overflow => StatusCode::SERVICE_UNAVAILABLE,
             LocalReply::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             LocalReply::RequestTimeout | LocalReply::StreamIdleTimeout => {
                 StatusCode::REQUEST_TIMEOUT
@@ -72,6 +77,7 @@ impl LocalReply {
             LocalReply::RequestTimeout | LocalReply::StreamIdleTimeout => "SI",
             LocalReply::UpstreamConnect(_) => "UF",
             LocalReply::UpstreamReset(_) => "UC",
+            LocalReply::Overflow => "UO",
             LocalReply::Direct { .. } => "-",
         }
     }
@@ -89,12 +95,22 @@ impl LocalReply {
             }
             return resp;
         }
+        let overloaded = matches!(self, LocalReply::Overflow);
         let text = self.to_string();
-        if grpc {
-            return grpc_trailers_only(grpc_status_for(status), &text);
+        let mut resp = if grpc {
+            grpc_trailers_only(grpc_status_for(status), &text)
+        } else {
+            let mut resp = Response::new(ResponseBody::full(text));
+            *resp.status_mut() = status;
+            resp
+        };
+        if overloaded {
+            resp.headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
         }
-        let mut resp = Response::new(ResponseBody::full(text));
-        *resp.status_mut() = status;
+        if grpc {
+            return resp;
+        }
         if resp.body().size_hint_exact() > 0 {
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));

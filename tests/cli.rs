@@ -200,12 +200,13 @@ static_resources:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_serves_hale_and_a_clear_503_without_an_app() {
     // The quickstart's fixed ports, moved to 0 so tests never collide.
+    let app_port = support::refused();
     let yaml = quickstart()
         .replace("port_value: 10000", "port_value: 0")
         .replace("port_value: 9901", "port_value: 0")
         .replace(
             "port_value: 8080",
-            &format!("port_value: {}", support::refused_port()),
+            &format!("port_value: {}", app_port.addr.port()),
         );
     let mut hale = Proc::start(&yaml, &[]).await;
     let url = hale.listener_url().await;

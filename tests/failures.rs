@@ -57,9 +57,8 @@ fn clusters(slow: SocketAddr, refused: SocketAddr, ok: SocketAddr) -> String {
 async fn timeout_refusal_and_no_host_get_envoys_local_replies() {
     let slow = Upstream::start("slow", Behaviour::Slow(Duration::from_secs(5))).await;
     let ok = Upstream::start("ok", Behaviour::Echo).await;
-    let refused: SocketAddr = format!("127.0.0.1:{}", support::refused_port())
-        .parse()
-        .unwrap();
+    let refused_guard = support::refused();
+    let refused: SocketAddr = refused_guard.addr;
     let hale = Hale::start(&bootstrap(ROUTES, &clusters(slow.addr, refused, ok.addr)));
     let url = hale.url("listener_0");
 

@@ -103,9 +103,8 @@ async fn an_unexpected_status_fails_at_once_whatever_the_threshold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_refused_connections_are_network_failures() {
     let hanging = Upstream::start("hanging", Behaviour::Echo).await;
-    let refused: SocketAddr = format!("127.0.0.1:{}", support::refused_port())
-        .parse()
-        .unwrap();
+    let refused_guard = support::refused();
+    let refused: SocketAddr = refused_guard.addr;
     let clusters = format!(
         "{}{}",
         cluster(

@@ -158,8 +158,8 @@ async fn grpc_unary_and_server_streaming_through_hale() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_request_to_a_dead_cluster_gets_unavailable() {
-    let refused = support::refused_port();
-    let dead: std::net::SocketAddr = format!("127.0.0.1:{refused}").parse().unwrap();
+    let refused = support::refused();
+    let dead = refused.addr;
     let h1up = Upstream::start("h1up", Behaviour::Echo).await;
     let clusters = format!(
         "{}{}{}",
@@ -173,11 +173,13 @@ async fn grpc_request_to_a_dead_cluster_gets_unavailable() {
         .connect()
         .await
         .unwrap();
-    let err = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: "svc".into(),
-        })
+    let mut client = HealthClient::new(channel);
+    let call = client.check(HealthCheckRequest {
+        service: "svc".into(),
+    });
+    let err = tokio::time::timeout(support::DEADLINE, call)
         .await
+        .expect("an answer within the deadline")
         .expect_err("dead upstream");
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(

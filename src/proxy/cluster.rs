@@ -22,6 +22,7 @@ use crate::health::{self, Coarse, HostHealth, flags};
 use crate::stats::{Counter, Gauge, Scope, StatusCounters, Store};
 
 use super::balancer::{Candidate, Level};
+use super::breaker::Breakers;
 use super::pool::{ConnStats, HostPool};
 use super::priority::{LevelCounts, LoadPlan, Pool};
 
@@ -216,6 +217,8 @@ pub struct Cluster {
     active: Option<Arc<ActiveChecks>>,
     /// Outlier detection's inbox, when the cluster has `outlier_detection`.
     passive: Option<Passive>,
+    /// Circuit breakers (routing priority DEFAULT).
+    pub breakers: Arc<Breakers>,
     /// Stats under `cluster.<name>.`.
     pub stats: ClusterStats,
 }
@@ -262,6 +265,7 @@ impl Cluster {
             excluded: scope.gauge("membership_excluded"),
         };
 
+        let breakers = Breakers::new(config.circuit_breakers.default, &scope);
         let mut resolved = Vec::new();
         for endpoint in &config.endpoints {
             for address in resolve(config.discovery, endpoint, &config.name).await {
@@ -294,6 +298,7 @@ impl Cluster {
                     config.protocol,
                     config.connect_timeout,
                     conn,
+                    &breakers,
                     workers,
                 ),
             }));
@@ -368,6 +373,7 @@ impl Cluster {
             balancing,
             active,
             passive,
+            breakers,
             stats,
         }
     }

@@ -15,6 +15,7 @@
 
 pub mod balancer;
 pub mod body;
+pub mod breaker;
 pub mod cluster;
 pub mod headers;
 pub mod listener;
@@ -151,6 +152,11 @@ async fn forward(
         return end.finish_local(LocalReply::NoHealthyUpstream.into_response(grpc));
     };
 
+    // Circuit breaker: requests in flight to the cluster (max_requests).
+    let Some(request_permit) = cluster.breakers.request() else {
+        return end.finish_local(LocalReply::Overflow.into_response(grpc));
+    };
+
     // Forward.
     // Only a request with a body can still be arriving; only then is its
     // progress tracked (and allocated).
@@ -173,6 +179,7 @@ async fn forward(
         host: Arc::clone(&host),
         sender: None,
         progress: progress.clone(),
+        _permit: request_permit,
     });
 
     let started = Instant::now();
@@ -225,6 +232,11 @@ async fn forward(
     // Observe.
     let (mut resp, sender) = match sent {
         Ok(ok) => ok,
+        Err(SendError::Overflow) => {
+            // Envoy: circuit-breaker overflows are not the host's fault and
+            // are not reported to outlier detection.
+            return end.finish_local(LocalReply::Overflow.into_response(grpc));
+        }
         Err(e) => {
             // Envoy: a connect failure and a reset before headers are both
             // local-origin connection failures for outlier detection.
@@ -233,7 +245,7 @@ async fn forward(
                 SendError::ConnectTimeout | SendError::Connect(_) => {
                     LocalReply::UpstreamConnect(e.to_string())
                 }
-                SendError::Http(_) => {
+                SendError::Http(_) | SendError::Overflow => {
                     cluster.stats.upstream_rq_rx_reset.inc();
                     LocalReply::UpstreamReset(format!("connection termination, {e}"))
                 }
@@ -383,6 +395,8 @@ struct UpstreamEnd {
     sender: Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
     /// The request body's progress (`None`: there was no body).
     progress: Option<Arc<RequestProgress>>,
+    /// Its `max_requests` circuit-breaker unit, released with it.
+    _permit: breaker::Permit,
 }
 
 impl RequestEnd {

@@ -27,7 +27,10 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use tokio::sync::Notify;
+
 use super::body::RequestBody;
+use super::breaker::{Breakers, Permit};
 use crate::config::model::UpstreamProtocol;
 use crate::stats::{Counter, Gauge};
 
@@ -49,6 +52,10 @@ pub enum SendError {
     /// The HTTP handshake or exchange failed before response headers.
     #[error("{0}")]
     Http(#[from] hyper::Error),
+    /// A circuit breaker (`max_connections` with `max_pending_requests`
+    /// exhausted) refused the request; nothing was sent.
+    #[error("overflow")]
+    Overflow,
 }
 
 impl SendError {
@@ -79,14 +86,21 @@ pub struct ConnStats {
     pub cx_protocol_total: Counter,
 }
 
-/// Ends a connection's accounting when the connection task ends.
-struct LiveConnection(ConnStats);
+/// Ends a connection's accounting when the connection task ends: stats,
+/// its `max_connections` permit, and a wake-up for a request waiting for a
+/// connection.
+struct LiveConnection {
+    stats: ConnStats,
+    _permit: Permit,
+    freed: Arc<Notify>,
+}
 
 impl Drop for LiveConnection {
     fn drop(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.0.host_cx_active.fetch_sub(1, Relaxed);
-        self.0.cx_active.dec();
+        self.stats.host_cx_active.fetch_sub(1, Relaxed);
+        self.stats.cx_active.dec();
+        self.freed.notify_one();
     }
 }
 
@@ -104,12 +118,21 @@ impl HostPool {
         protocol: UpstreamProtocol,
         connect_timeout: Duration,
         stats: ConnStats,
+        breakers: &Arc<Breakers>,
         workers: usize,
     ) -> Self {
         Self {
             protocol,
             workers: (0..workers.max(1))
-                .map(|_| WorkerPool::new(address, protocol, connect_timeout, stats.clone()))
+                .map(|_| {
+                    WorkerPool::new(
+                        address,
+                        protocol,
+                        connect_timeout,
+                        stats.clone(),
+                        Arc::clone(breakers),
+                    )
+                })
                 .collect(),
         }
     }
@@ -154,6 +177,11 @@ struct WorkerPool {
     shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     // Serialises HTTP/2 dials so a burst does not open one per request.
     h2_dial: tokio::sync::Mutex<()>,
+    // The cluster's circuit breakers (shared by every host and worker).
+    breakers: Arc<Breakers>,
+    // Woken when a connection is parked or closes: a request waiting
+    // because of max_connections may go on.
+    freed: Arc<Notify>,
 }
 
 impl WorkerPool {
@@ -162,8 +190,11 @@ impl WorkerPool {
         protocol: UpstreamProtocol,
         connect_timeout: Duration,
         stats: ConnStats,
+        breakers: Arc<Breakers>,
     ) -> Self {
         Self {
+            breakers,
+            freed: Arc::new(Notify::new()),
             address,
             protocol,
             connect_timeout,
@@ -192,30 +223,63 @@ impl WorkerPool {
         &self,
         mut req: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
-        // Idle connections may have been closed by the upstream since they
-        // were parked; a request that was not written is tried on the next.
-        while let Some(mut sender) = self.pop_idle() {
-            // A parked connection finished its exchange and is ready at once;
-            // one that is not within a moment is not worth waiting for.
-            if !sender.is_ready()
-                && !matches!(
-                    tokio::time::timeout(PARKED_READY_WAIT, sender.ready()).await,
-                    Ok(Ok(()))
-                )
-            {
-                continue;
+        // Held while this request waits for a connection (max_connections).
+        let mut pending = None;
+        loop {
+            // Registered before looking, so a connection parked or closed
+            // between the look and the wait still wakes this request.
+            let freed = self.freed.notified();
+            // Idle connections may have been closed by the upstream since
+            // they were parked; a request that was not written is tried on
+            // the next.
+            while let Some(mut sender) = self.pop_idle() {
+                // A parked connection finished its exchange and is ready at
+                // once; one that is not within a moment is not worth waiting for.
+                if !sender.is_ready()
+                    && !matches!(
+                        tokio::time::timeout(PARKED_READY_WAIT, sender.ready()).await,
+                        Ok(Ok(()))
+                    )
+                {
+                    continue;
+                }
+                match sender.try_send_request(req).await {
+                    Ok(resp) => return Ok((resp, Some(sender))),
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => req = unsent,
+                        None => return Err(SendError::Http(e.into_error())),
+                    },
+                }
             }
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, Some(sender))),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(SendError::Http(e.into_error())),
-                },
+            if let Some(permit) = self.breakers.connection() {
+                drop(pending);
+                let mut sender = self.dial_h1(permit).await?;
+                let resp = sender.send_request(req).await?;
+                return Ok((resp, Some(sender)));
             }
+            // At max_connections: wait as a pending request, or overflow.
+            // The route's timers bound the wait.
+            if pending.is_none() {
+                pending = Some(self.breakers.pending().ok_or(SendError::Overflow)?);
+            }
+            freed.await;
         }
-        let mut sender = self.dial_h1().await?;
-        let resp = sender.send_request(req).await?;
-        Ok((resp, Some(sender)))
+    }
+
+    /// A `max_connections` permit for a new HTTP/2 connection, waiting as a
+    /// pending request while the cluster is at the limit.
+    async fn connection_permit(&self) -> Result<Permit, SendError> {
+        let mut pending = None;
+        loop {
+            let freed = self.freed.notified();
+            if let Some(permit) = self.breakers.connection() {
+                return Ok(permit);
+            }
+            if pending.is_none() {
+                pending = Some(self.breakers.pending().ok_or(SendError::Overflow)?);
+            }
+            freed.await;
+        }
     }
 
     fn pop_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
@@ -241,6 +305,8 @@ impl WorkerPool {
         };
         if idle.len() < MAX_IDLE_PER_HOST {
             idle.push(sender);
+            drop(idle);
+            self.freed.notify_one();
         }
     }
 
@@ -252,11 +318,12 @@ impl WorkerPool {
         if let Some(s) = self.current_h2() {
             return Ok(s);
         }
+        let permit = self.connection_permit().await?;
         let io = self.dial().await?;
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| self.handshake_failed(e))?;
-        let live = self.connection_opened();
+        let live = self.connection_opened(permit);
         tokio::spawn(async move {
             let _live = live;
             let _ = conn.await;
@@ -277,13 +344,13 @@ impl WorkerPool {
         shared.as_ref().filter(|s| !s.is_closed()).cloned()
     }
 
-    async fn dial_h1(&self) -> Result<http1::SendRequest<RequestBody>, SendError> {
+    async fn dial_h1(&self, permit: Permit) -> Result<http1::SendRequest<RequestBody>, SendError> {
         let io = self.dial().await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|e| self.handshake_failed(e))?;
-        let live = self.connection_opened();
+        let live = self.connection_opened(permit);
         tokio::spawn(async move {
             let _live = live;
             let _ = conn.await;
@@ -327,13 +394,17 @@ impl WorkerPool {
         SendError::Http(e)
     }
 
-    fn connection_opened(&self) -> LiveConnection {
+    fn connection_opened(&self, permit: Permit) -> LiveConnection {
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.host_cx_total.fetch_add(1, Relaxed);
         self.stats.host_cx_active.fetch_add(1, Relaxed);
         self.stats.cx_total.inc();
         self.stats.cx_active.inc();
         self.stats.cx_protocol_total.inc();
-        LiveConnection(self.stats.clone())
+        LiveConnection {
+            stats: self.stats.clone(),
+            _permit: permit,
+            freed: Arc::clone(&self.freed),
+        }
     }
 }

@@ -266,10 +266,23 @@ pub fn scratch_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("hale-test-{}-{n}-{name}", std::process::id()))
 }
 
-/// A port that refuses connections (bound, then closed).
-pub fn refused_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// An address that refuses connections for as long as the guard lives: a
+/// socket bound but never listening keeps the port from being handed to
+/// another test's listener (a closed port could be, and then accept).
+pub struct Refused {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+pub fn refused() -> Refused {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    Refused {
+        addr,
+        _socket: socket,
+    }
 }
 
 /// YAML for one listener (`listener_0`, port 0, stat prefix `ingress`) whose
