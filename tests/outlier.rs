@@ -38,6 +38,14 @@ async fn consecutive_5xx_eject_the_host_and_traffic_moves_away() {
         assert_eq!(get(&url, &[]).await.status, 200);
     }
     assert_eq!(bad.received(), before, "nothing goes to an ejected host");
+    let text = get(&format!("{}/clusters", hale.admin()), &[]).await.body;
+    for line in [
+        "backend::outlier::success_rate_average::",
+        "backend::outlier::success_rate_ejection_threshold::",
+        "backend::outlier::local_origin_success_rate_average::",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
     for name in [
         "ejections_enforced_consecutive_5xx",
         "ejections_detected_consecutive_5xx",

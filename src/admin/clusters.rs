@@ -38,6 +38,30 @@ pub fn text(world: &World) -> String {
     for c in &world.clusters {
         let name = c.name();
         let _ = writeln!(out, "{name}::observability_name::{name}");
+        let rates = c.outlier_rates();
+        if let Some(r) = rates {
+            // Envoy prints these only for clusters with outlier detection.
+            let _ = writeln!(
+                out,
+                "{name}::outlier::success_rate_average::{}",
+                r.success_rate_average.get()
+            );
+            let _ = writeln!(
+                out,
+                "{name}::outlier::success_rate_ejection_threshold::{}",
+                r.success_rate_ejection_threshold.get()
+            );
+            let _ = writeln!(
+                out,
+                "{name}::outlier::local_origin_success_rate_average::{}",
+                r.local_origin_success_rate_average.get()
+            );
+            let _ = writeln!(
+                out,
+                "{name}::outlier::local_origin_success_rate_ejection_threshold::{}",
+                r.local_origin_success_rate_ejection_threshold.get()
+            );
+        }
         let cb = &c.config.circuit_breakers;
         for (label, t) in [
             ("default_priority", &cb.default),
@@ -88,8 +112,11 @@ pub fn text(world: &World) -> String {
             let _ = writeln!(out, "{name}::{addr}::sub_zone::");
             let _ = writeln!(out, "{name}::{addr}::canary::false");
             let _ = writeln!(out, "{name}::{addr}::priority::{}", h.priority);
-            let _ = writeln!(out, "{name}::{addr}::success_rate::-1");
-            let _ = writeln!(out, "{name}::{addr}::local_origin_success_rate::-1");
+            let (sr, local_sr) = rates
+                .and_then(|r| r.hosts.get(h.index))
+                .map_or((-1.0, -1.0), |(a, b)| (a.get(), b.get()));
+            let _ = writeln!(out, "{name}::{addr}::success_rate::{sr}");
+            let _ = writeln!(out, "{name}::{addr}::local_origin_success_rate::{local_sr}");
         }
     }
     out

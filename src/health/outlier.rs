@@ -9,6 +9,8 @@
 //! Must not touch: host flags or the data path. The owning task applies the
 //! [`Action`]s; the data path only reports results.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -173,6 +175,56 @@ struct HostState {
     last_local: Bucket,
 }
 
+/// A success rate as `/clusters` prints it: a percentage, or -1 when the
+/// last sweep did not compute one.
+#[derive(Debug)]
+pub struct Rate(AtomicU64);
+
+impl Rate {
+    fn unknown() -> Self {
+        Self(AtomicU64::new((-1.0f64).to_bits()))
+    }
+
+    fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The value (-1 when unknown).
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// What the last sweep computed, for `/clusters`. Written by the outlier
+/// task at each sweep, read by the admin.
+#[derive(Debug)]
+pub struct Published {
+    /// `outlier::success_rate_average`.
+    pub success_rate_average: Rate,
+    /// `outlier::success_rate_ejection_threshold`.
+    pub success_rate_ejection_threshold: Rate,
+    /// `outlier::local_origin_success_rate_average`.
+    pub local_origin_success_rate_average: Rate,
+    /// `outlier::local_origin_success_rate_ejection_threshold`.
+    pub local_origin_success_rate_ejection_threshold: Rate,
+    /// Per host: (`success_rate`, `local_origin_success_rate`).
+    pub hosts: Vec<(Rate, Rate)>,
+}
+
+impl Published {
+    fn new(hosts: usize) -> Self {
+        Self {
+            success_rate_average: Rate::unknown(),
+            success_rate_ejection_threshold: Rate::unknown(),
+            local_origin_success_rate_average: Rate::unknown(),
+            local_origin_success_rate_ejection_threshold: Rate::unknown(),
+            hosts: (0..hosts)
+                .map(|_| (Rate::unknown(), Rate::unknown()))
+                .collect(),
+        }
+    }
+}
+
 /// The detector of one cluster.
 #[derive(Debug)]
 pub struct Detector {
@@ -180,6 +232,7 @@ pub struct Detector {
     hosts: Vec<HostState>,
     active: u32,
     stats: OutlierStats,
+    published: Arc<Published>,
 }
 
 impl Detector {
@@ -190,7 +243,13 @@ impl Detector {
             hosts: (0..hosts).map(|_| HostState::default()).collect(),
             active: 0,
             stats,
+            published: Arc::new(Published::new(hosts)),
         }
+    }
+
+    /// What the sweeps publish for `/clusters`.
+    pub fn published(&self) -> Arc<Published> {
+        Arc::clone(&self.published)
     }
 
     /// Whether `host` is ejected now.
@@ -458,6 +517,21 @@ impl Detector {
         random: &mut impl FnMut() -> u64,
     ) -> Vec<Action> {
         let c = &self.cfg;
+        let p = &self.published;
+        let (average, threshold_out) = if local {
+            (
+                &p.local_origin_success_rate_average,
+                &p.local_origin_success_rate_ejection_threshold,
+            )
+        } else {
+            (&p.success_rate_average, &p.success_rate_ejection_threshold)
+        };
+        // Envoy publishes -1 unless this sweep computes a value.
+        average.set(-1.0);
+        threshold_out.set(-1.0);
+        for rates in &p.hosts {
+            if local { &rates.1 } else { &rates.0 }.set(-1.0);
+        }
         let hosts = self.hosts.len() as u64;
         let sr_min = u64::from(c.success_rate_minimum_hosts);
         let fp_min = u64::from(c.failure_percentage_minimum_hosts);
@@ -474,6 +548,11 @@ impl Detector {
                 continue;
             }
             let rate = 100.0 * b.success as f64 / b.total as f64;
+            if b.total >= sr_volume.min(fp_volume)
+                && let Some(rates) = p.hosts.get(i)
+            {
+                if local { &rates.1 } else { &rates.0 }.set(rate);
+            }
             if b.total >= sr_volume {
                 sr_candidates.push((i, rate));
             }
@@ -500,6 +579,8 @@ impl Detector {
                 / n;
             let threshold =
                 mean - f64::from(c.success_rate_stdev_factor) / 1000.0 * variance.sqrt();
+            average.set(mean);
+            threshold_out.set(threshold);
             for (i, rate) in &sr_candidates {
                 if *rate < threshold {
                     found.push((

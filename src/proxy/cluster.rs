@@ -442,6 +442,11 @@ impl Cluster {
         }
     }
 
+    /// What outlier detection's last sweep computed (`None` without it).
+    pub fn outlier_rates(&self) -> Option<&Arc<outlier::Published>> {
+        self.passive.as_ref().map(|p| &p.published)
+    }
+
     /// The active checks `host` is failing now (empty without checks).
     pub fn failing_checks(&self, host: &Host) -> Vec<String> {
         self.active

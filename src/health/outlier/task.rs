@@ -27,6 +27,8 @@ enum Message {
 /// The data path's end: report and forget.
 #[derive(Debug, Clone)]
 pub struct Passive {
+    /// What the sweeps computed, for `/clusters`.
+    pub published: Arc<super::Published>,
     tx: mpsc::Sender<Message>,
     dropped: Counter,
     // Without split_external_local_origin_errors, a connection success
@@ -84,6 +86,7 @@ pub fn start(
     let split = config.split_external_local_origin_errors;
     let dropped = scope.counter("outlier_detection.reports_dropped");
     let detector = Detector::new(config.clone(), hosts.len(), OutlierStats::new(scope));
+    let published = detector.published();
     let owner = Owner {
         cluster,
         hosts,
@@ -96,7 +99,12 @@ pub fn start(
             () = owner.run(rx, config.interval) => {}
         }
     });
-    Passive { tx, dropped, split }
+    Passive {
+        published,
+        tx,
+        dropped,
+        split,
+    }
 }
 
 struct Owner {

@@ -169,6 +169,13 @@ async fn success_rate_ejects_the_one_bad_host_among_five() {
     let actions = d.sweep(now + Duration::from_secs(10), &mut always());
     assert_eq!(ejected(&actions), vec![(4, Ejection::SuccessRate)]);
     assert_eq!(stat(&store, "ejections_enforced_success_rate"), 1);
+    // What /clusters prints: the mean, the threshold, each host's rate.
+    let p = d.published();
+    assert_eq!(p.success_rate_average.get(), 90.0);
+    assert!((p.success_rate_ejection_threshold.get() - 52.0).abs() < 1e-9);
+    assert_eq!(p.hosts[4].0.get(), 50.0);
+    assert_eq!(p.hosts[0].0.get(), 100.0);
+    assert_eq!(p.local_origin_success_rate_average.get(), -1.0);
 }
 
 #[tokio::test(start_paused = true)]
