@@ -10,13 +10,11 @@
 //! [`Action`]s; the data path only reports results.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::model::OutlierDetection;
-use crate::stats::{Counter, Gauge, Scope};
 
 /// What one upstream attempt told about its host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +63,7 @@ impl Ejection {
     }
 
     /// The stat-name suffix Envoy's code uses (`ejections_enforced_<suffix>`).
-    fn stat_suffix(self) -> &'static str {
+    pub(super) fn stat_suffix(self) -> &'static str {
         match self {
             Ejection::Consecutive5xx => "consecutive_5xx",
             Ejection::ConsecutiveGatewayFailure => "consecutive_gateway_failure",
@@ -77,7 +75,7 @@ impl Ejection {
         }
     }
 
-    const ALL: [Ejection; 7] = [
+    pub(super) const ALL: [Ejection; 7] = [
         Ejection::Consecutive5xx,
         Ejection::ConsecutiveGatewayFailure,
         Ejection::ConsecutiveLocalOriginFailure,
@@ -87,7 +85,7 @@ impl Ejection {
         Ejection::FailurePercentageLocalOrigin,
     ];
 
-    fn index(self) -> usize {
+    pub(super) fn index(self) -> usize {
         Self::ALL.iter().position(|e| *e == self).unwrap_or(0)
     }
 }
@@ -120,37 +118,6 @@ pub enum Action {
     },
 }
 
-/// `cluster.<name>.outlier_detection.*`, with the names Envoy's code emits.
-#[derive(Debug)]
-pub struct OutlierStats {
-    ejections_active: Gauge,
-    ejections_overflow: Counter,
-    ejections_enforced_total: Counter,
-    ejections_total: Counter,
-    ejections_consecutive_5xx: Counter,
-    ejections_success_rate: Counter,
-    detected: [Counter; 7],
-    enforced: [Counter; 7],
-}
-
-impl OutlierStats {
-    /// Registers the stats under `cluster.<name>.outlier_detection.`.
-    pub fn new(scope: &Scope) -> Self {
-        let c = |n: &str| scope.counter(&format!("outlier_detection.{n}"));
-        let by = |prefix: &str| Ejection::ALL.map(|e| c(&format!("{prefix}_{}", e.stat_suffix())));
-        Self {
-            ejections_active: scope.gauge("outlier_detection.ejections_active"),
-            ejections_overflow: c("ejections_overflow"),
-            ejections_enforced_total: c("ejections_enforced_total"),
-            ejections_total: c("ejections_total"),
-            ejections_consecutive_5xx: c("ejections_consecutive_5xx"),
-            ejections_success_rate: c("ejections_success_rate"),
-            detected: by("ejections_detected"),
-            enforced: by("ejections_enforced"),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     success: u64,
@@ -173,56 +140,6 @@ struct HostState {
     local: Bucket,
     last_external: Bucket,
     last_local: Bucket,
-}
-
-/// A success rate as `/clusters` prints it: a percentage, or -1 when the
-/// last sweep did not compute one.
-#[derive(Debug)]
-pub struct Rate(AtomicU64);
-
-impl Rate {
-    fn unknown() -> Self {
-        Self(AtomicU64::new((-1.0f64).to_bits()))
-    }
-
-    fn set(&self, v: f64) {
-        self.0.store(v.to_bits(), Ordering::Relaxed);
-    }
-
-    /// The value (-1 when unknown).
-    pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
-    }
-}
-
-/// What the last sweep computed, for `/clusters`. Written by the outlier
-/// task at each sweep, read by the admin.
-#[derive(Debug)]
-pub struct Published {
-    /// `outlier::success_rate_average`.
-    pub success_rate_average: Rate,
-    /// `outlier::success_rate_ejection_threshold`.
-    pub success_rate_ejection_threshold: Rate,
-    /// `outlier::local_origin_success_rate_average`.
-    pub local_origin_success_rate_average: Rate,
-    /// `outlier::local_origin_success_rate_ejection_threshold`.
-    pub local_origin_success_rate_ejection_threshold: Rate,
-    /// Per host: (`success_rate`, `local_origin_success_rate`).
-    pub hosts: Vec<(Rate, Rate)>,
-}
-
-impl Published {
-    fn new(hosts: usize) -> Self {
-        Self {
-            success_rate_average: Rate::unknown(),
-            success_rate_ejection_threshold: Rate::unknown(),
-            local_origin_success_rate_average: Rate::unknown(),
-            local_origin_success_rate_ejection_threshold: Rate::unknown(),
-            hosts: (0..hosts)
-                .map(|_| (Rate::unknown(), Rate::unknown()))
-                .collect(),
-        }
-    }
 }
 
 /// The detector of one cluster.
@@ -616,7 +533,11 @@ impl Detector {
     }
 }
 
+mod published;
+mod stats;
 mod task;
+pub use published::{Published, Rate};
+pub use stats::OutlierStats;
 pub use task::{Passive, WatchedHost, start};
 
 #[cfg(test)]

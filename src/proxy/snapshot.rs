@@ -159,10 +159,9 @@ impl World {
                                     .timeout
                                     .map(|t| http::HeaderValue::from(t.as_millis() as u64)),
                             })),
-                            // Validation rejects routes to undefined clusters;
-                            // should one slip through, it answers like Envoy's
-                            // "no cluster": 503 no healthy upstream... as a 404 here
-                            // would hide the mistake.
+                            // Validation rejects routes to undefined clusters.
+                            // Should one slip through, a 503 says something is
+                            // wrong upstream, where a 404 would hide it.
                             None => RouteTarget::Direct(model::DirectResponse {
                                 status: 503,
                                 body: Some(bytes::Bytes::from_static(b"no healthy upstream")),
