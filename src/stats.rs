@@ -77,6 +77,16 @@ enum Cell {
     Gauge(Gauge),
 }
 
+impl Cell {
+    /// The current value, and whether it is a counter.
+    fn read(&self) -> (i64, bool) {
+        match self {
+            Cell::Counter(c) => (i64::try_from(c.value()).unwrap_or(i64::MAX), true),
+            Cell::Gauge(g) => (g.value(), false),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     cell: Cell,
@@ -180,17 +190,13 @@ impl Store {
     pub fn samples(&self) -> Vec<Sample> {
         self.read()
             .into_iter()
-            .map(|(name, e)| match e.cell {
-                Cell::Counter(c) => Sample {
+            .map(|(name, e)| {
+                let (value, is_counter) = e.cell.read();
+                Sample {
                     name,
-                    value: i64::try_from(c.value()).unwrap_or(i64::MAX),
-                    is_counter: true,
-                },
-                Cell::Gauge(g) => Sample {
-                    name,
-                    value: g.value(),
-                    is_counter: false,
-                },
+                    value,
+                    is_counter,
+                }
             })
             .collect()
     }
@@ -225,10 +231,7 @@ impl Store {
         // family name -> (is_counter, lines)
         let mut families: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
         for (name, e) in self.read() {
-            let (value, is_counter) = match &e.cell {
-                Cell::Counter(c) => (i64::try_from(c.value()).unwrap_or(i64::MAX), true),
-                Cell::Gauge(g) => (g.value(), false),
-            };
+            let (value, is_counter) = e.cell.read();
             let sample = Sample {
                 name,
                 value,

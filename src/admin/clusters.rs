@@ -41,26 +41,23 @@ pub fn text(world: &World) -> String {
         let rates = c.outlier_rates();
         if let Some(r) = rates {
             // Envoy prints these only for clusters with outlier detection.
-            let _ = writeln!(
-                out,
-                "{name}::outlier::success_rate_average::{}",
-                r.success_rate_average.get()
-            );
-            let _ = writeln!(
-                out,
-                "{name}::outlier::success_rate_ejection_threshold::{}",
-                r.success_rate_ejection_threshold.get()
-            );
-            let _ = writeln!(
-                out,
-                "{name}::outlier::local_origin_success_rate_average::{}",
-                r.local_origin_success_rate_average.get()
-            );
-            let _ = writeln!(
-                out,
-                "{name}::outlier::local_origin_success_rate_ejection_threshold::{}",
-                r.local_origin_success_rate_ejection_threshold.get()
-            );
+            for (field, rate) in [
+                ("success_rate_average", &r.success_rate_average),
+                (
+                    "success_rate_ejection_threshold",
+                    &r.success_rate_ejection_threshold,
+                ),
+                (
+                    "local_origin_success_rate_average",
+                    &r.local_origin_success_rate_average,
+                ),
+                (
+                    "local_origin_success_rate_ejection_threshold",
+                    &r.local_origin_success_rate_ejection_threshold,
+                ),
+            ] {
+                let _ = writeln!(out, "{name}::outlier::{field}::{}", rate.get());
+            }
         }
         let cb = &c.config.circuit_breakers;
         for (label, t) in [

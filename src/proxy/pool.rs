@@ -251,16 +251,10 @@ impl WorkerPool {
                     },
                 }
             }
-            if let Some(permit) = self.breakers.connection() {
-                drop(pending);
+            if let Some(permit) = self.connection_or_pending(&mut pending)? {
                 let mut sender = self.dial_h1(permit).await?;
                 let resp = sender.send_request(req).await?;
                 return Ok((resp, Some(sender)));
-            }
-            // At max_connections: wait as a pending request, or overflow.
-            // The route's timers bound the wait.
-            if pending.is_none() {
-                pending = Some(self.breakers.pending().ok_or(SendError::Overflow)?);
             }
             freed.await;
         }
@@ -272,14 +266,29 @@ impl WorkerPool {
         let mut pending = None;
         loop {
             let freed = self.freed.notified();
-            if let Some(permit) = self.breakers.connection() {
+            if let Some(permit) = self.connection_or_pending(&mut pending)? {
                 return Ok(permit);
-            }
-            if pending.is_none() {
-                pending = Some(self.breakers.pending().ok_or(SendError::Overflow)?);
             }
             freed.await;
         }
+    }
+
+    /// A `max_connections` permit if there is one. Otherwise the request
+    /// becomes a pending one (taking a `max_pending_requests` unit the first
+    /// time, or overflowing) and the caller waits for a connection to be
+    /// parked or to close; the route's timers bound the wait.
+    fn connection_or_pending(
+        &self,
+        pending: &mut Option<Permit>,
+    ) -> Result<Option<Permit>, SendError> {
+        if let Some(permit) = self.breakers.connection() {
+            *pending = None;
+            return Ok(Some(permit));
+        }
+        if pending.is_none() {
+            *pending = Some(self.breakers.pending().ok_or(SendError::Overflow)?);
+        }
+        Ok(None)
     }
 
     fn pop_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
