@@ -263,6 +263,116 @@ pub struct ForwardAction {
     pub prefix_rewrite: Option<String>,
     /// `host_rewrite_literal`: the upstream `Host`/`:authority`.
     pub host_rewrite_literal: Option<String>,
+    /// `priority`: which circuit-breaker thresholds the route's requests
+    /// count against. Default DEFAULT.
+    pub priority: RoutingPriority,
+    /// `retry_policy` of the route, else of its virtual host. Default none
+    /// (no retries).
+    pub retry_policy: Option<RetryPolicy>,
+    /// How much of a request body is kept so a retry can send it again:
+    /// the route's `per_request_buffer_limit_bytes`, else its virtual
+    /// host's, else the listener's `per_connection_buffer_limit_bytes`,
+    /// else 1 MiB (Envoy's default connection buffer limit). A body larger
+    /// than this is streamed and its request is not retried.
+    pub retry_buffer_limit: u32,
+}
+
+/// Envoy's default `per_connection_buffer_limit_bytes`: 1 MiB.
+pub const DEFAULT_BUFFER_LIMIT_BYTES: u32 = 1024 * 1024;
+
+/// `RoutingPriority` of a route and of a circuit-breaker thresholds entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoutingPriority {
+    /// `DEFAULT`. The default.
+    #[default]
+    Default,
+    /// `HIGH`.
+    High,
+}
+
+/// `retry_policy` (`envoy.config.route.v3.RetryPolicy`).
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// `retry_on`: the comma-separated conditions, as a set.
+    pub retry_on: RetryOn,
+    /// `num_retries`. Default 1.
+    pub num_retries: u32,
+    /// `per_try_timeout`. Default none (each try is bounded only by the
+    /// route timeout); `0s` also means none.
+    pub per_try_timeout: Option<Duration>,
+    /// `retry_back_off.base_interval`. Default 25 ms.
+    pub back_off_base: Duration,
+    /// `retry_back_off.max_interval`. Default 10 × the base interval.
+    pub back_off_max: Duration,
+    /// `retriable_status_codes`, for `retriable-status-codes`.
+    pub retriable_status_codes: Vec<u16>,
+    /// `retriable_headers`, for `retriable-headers`: a response matching
+    /// any of them is retried.
+    pub retriable_headers: Vec<HeaderMatcher>,
+    /// `retriable_request_headers`: when not empty, only a request matching
+    /// one of them is retried.
+    pub retriable_request_headers: Vec<HeaderMatcher>,
+    /// `retry_host_predicate` has `envoy.retry_host_predicates.previous_hosts`:
+    /// a retry avoids the hosts already tried.
+    pub previous_hosts: bool,
+    /// `host_selection_retry_max_attempts`: how many times a pick rejected by
+    /// the host predicate is redone before the last pick is used. Default 1.
+    pub host_selection_retry_max_attempts: u32,
+}
+
+/// The `retry_on` conditions, one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryOn(pub u32);
+
+impl RetryOn {
+    /// `5xx`: any 5xx response, and every condition of `reset` and
+    /// `connect-failure`, and a per-try timeout.
+    pub const FIVE_XX: Self = Self(1);
+    /// `gateway-error`: 502, 503, 504, and no response at all.
+    pub const GATEWAY_ERROR: Self = Self(1 << 1);
+    /// `reset`: no response (disconnect, reset, per-try timeout).
+    pub const RESET: Self = Self(1 << 2);
+    /// `connect-failure`: the connection could not be made.
+    pub const CONNECT_FAILURE: Self = Self(1 << 3);
+    /// `refused-stream`: HTTP/2 REFUSED_STREAM.
+    pub const REFUSED_STREAM: Self = Self(1 << 4);
+    /// `retriable-4xx`: 409.
+    pub const RETRIABLE_4XX: Self = Self(1 << 5);
+    /// `retriable-status-codes`: a status in `retriable_status_codes`.
+    pub const RETRIABLE_STATUS_CODES: Self = Self(1 << 6);
+    /// `retriable-headers`: a response matching `retriable_headers`.
+    pub const RETRIABLE_HEADERS: Self = Self(1 << 7);
+    /// `envoy-ratelimited`: a response carrying `x-envoy-ratelimited`.
+    pub const ENVOY_RATELIMITED: Self = Self(1 << 8);
+    /// gRPC `cancelled` (1).
+    pub const GRPC_CANCELLED: Self = Self(1 << 9);
+    /// gRPC `deadline-exceeded` (4).
+    pub const GRPC_DEADLINE_EXCEEDED: Self = Self(1 << 10);
+    /// gRPC `resource-exhausted` (8).
+    pub const GRPC_RESOURCE_EXHAUSTED: Self = Self(1 << 11);
+    /// gRPC `internal` (13).
+    pub const GRPC_INTERNAL: Self = Self(1 << 12);
+    /// gRPC `unavailable` (14).
+    pub const GRPC_UNAVAILABLE: Self = Self(1 << 13);
+    /// `http3-post-connect-failure`: accepted; hale never speaks HTTP/3
+    /// upstream, so it never applies.
+    pub const HTTP3_POST_CONNECT_FAILURE: Self = Self(1 << 14);
+
+    /// Every condition set in `other` is set here.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Any condition set in `other` is set here.
+    pub fn intersects(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Both sets together.
+    #[must_use]
+    pub fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
 }
 
 /// `direct_response`.
@@ -379,7 +489,7 @@ pub enum HealthStatus {
 }
 
 /// `circuit_breakers`: Envoy's thresholds per routing priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct CircuitBreakers {
     /// `thresholds[]` with `priority: DEFAULT` (or no priority).
     pub default: Thresholds,
@@ -388,7 +498,7 @@ pub struct CircuitBreakers {
 }
 
 /// One `thresholds[]` entry. Defaults are Envoy's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     /// `max_connections`. Default 1024.
     pub max_connections: u32,
@@ -396,8 +506,29 @@ pub struct Thresholds {
     pub max_pending_requests: u32,
     /// `max_requests`. Default 1024.
     pub max_requests: u32,
-    /// `max_retries`. Default 3.
+    /// `max_retries`. Default 3. Ignored when `retry_budget` is set.
     pub max_retries: u32,
+    /// `retry_budget`. Default none.
+    pub retry_budget: Option<RetryBudget>,
+}
+
+/// `thresholds[].retry_budget`: retries in flight limited to a share of the
+/// requests in flight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    /// `budget_percent.value`. Default 20.0.
+    pub budget_percent: f64,
+    /// `min_retry_concurrency`. Default 3.
+    pub min_retry_concurrency: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            budget_percent: 20.0,
+            min_retry_concurrency: 3,
+        }
+    }
 }
 
 impl Default for Thresholds {
@@ -407,6 +538,7 @@ impl Default for Thresholds {
             max_pending_requests: 1024,
             max_requests: 1024,
             max_retries: 3,
+            retry_budget: None,
         }
     }
 }

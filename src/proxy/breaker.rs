@@ -164,6 +164,7 @@ mod tests {
                 max_pending_requests: 1,
                 max_requests: 2,
                 max_retries: 3,
+                retry_budget: None,
             },
             &scope,
         );

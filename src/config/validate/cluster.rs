@@ -20,8 +20,8 @@ use crate::config::envoy::messages::{
 use crate::config::envoy::reader::{EnumValue, Node, Object, Sink};
 use crate::config::model::{
     CircuitBreakers, Cluster, DEFAULT_CONNECT_TIMEOUT, DEFAULT_OVERPROVISIONING_FACTOR,
-    DEFAULT_PANIC_THRESHOLD_PERCENT, DiscoveryType, Endpoint, HealthStatus, LbPolicy, Thresholds,
-    UpstreamProtocol,
+    DEFAULT_PANIC_THRESHOLD_PERCENT, DiscoveryType, Endpoint, HealthStatus, LbPolicy,
+    RoutingPriority, Thresholds, UpstreamProtocol,
 };
 
 const HTTP_OPTIONS_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -57,12 +57,6 @@ const HEALTH_STATUSES: &[EnumValue<HealthStatus>] = &[
     ("TIMEOUT", 4, Some(HealthStatus::Timeout)),
     ("DEGRADED", 5, Some(HealthStatus::Degraded)),
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RoutingPriority {
-    Default,
-    High,
-}
 
 const ROUTING_PRIORITIES: &[EnumValue<RoutingPriority>] = &[
     ("DEFAULT", 0, Some(RoutingPriority::Default)),
@@ -509,6 +503,7 @@ fn threshold_entry(sink: &mut Sink, node: &Node<'_>) -> Option<(RoutingPriority,
             max_pending_requests: max_pending_requests?,
             max_requests: max_requests?,
             max_retries: max_retries?,
+            retry_budget: None,
         },
     ))
 }

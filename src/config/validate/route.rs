@@ -16,9 +16,9 @@ use crate::config::envoy::messages::{
 };
 use crate::config::envoy::reader::{Node, Place, Sink};
 use crate::config::model::{
-    DEFAULT_ROUTE_TIMEOUT, DirectResponse, DomainPattern, ForwardAction, HeaderMatcher, HeaderRule,
-    PathMatch, Route, RouteAction, RouteConfig, RouteMatch, StringMatcher, StringPattern,
-    VirtualHost,
+    DEFAULT_BUFFER_LIMIT_BYTES, DEFAULT_ROUTE_TIMEOUT, DirectResponse, DomainPattern,
+    ForwardAction, HeaderMatcher, HeaderRule, PathMatch, Route, RouteAction, RouteConfig,
+    RouteMatch, RoutingPriority, StringMatcher, StringPattern, VirtualHost,
 };
 
 /// Envoy: `max_direct_response_body_size_bytes` defaults to 4096.
@@ -395,6 +395,9 @@ fn forward(
         timeout: timeout?,
         prefix_rewrite: prefix_rewrite?,
         host_rewrite_literal: host_rewrite_literal?,
+        priority: RoutingPriority::Default,
+        retry_policy: None,
+        retry_buffer_limit: DEFAULT_BUFFER_LIMIT_BYTES,
     })
 }
 
