@@ -37,6 +37,12 @@ pin_project! {
             body: Incoming,
             progress: Option<Arc<RequestProgress>>,
         },
+        /// The downstream request's body through its replay buffer, for a
+        /// route that retries.
+        Replayed {
+            #[pin]
+            body: super::replay::AttemptBody,
+        },
         /// A body hale made itself (health checks, tests), sent whole.
         Full {
             body: Option<Bytes>,
@@ -53,7 +59,7 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -70,8 +76,9 @@ impl Body for RequestBody {
                         Poll::Pending => {}
                     }
                 }
-                polled
+                polled.map(|o| o.map(|r| r.map_err(BodyError::from)))
             }
+            RequestBodyProj::Replayed { body } => body.poll_frame(cx),
             RequestBodyProj::Full { body } => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -79,6 +86,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Streaming { body, .. } => body.is_end_stream(),
+            RequestBody::Replayed { body } => body.is_end_stream(),
             RequestBody::Full { body } => body.is_none(),
         }
     }
@@ -86,6 +94,7 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Streaming { body, .. } => body.size_hint(),
+            RequestBody::Replayed { body } => body.size_hint(),
             RequestBody::Full { body } => {
                 SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64))
             }

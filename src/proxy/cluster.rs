@@ -25,6 +25,7 @@ use super::balancer::{Candidate, Level};
 use super::breaker::Breakers;
 use super::pool::{ConnStats, HostPool};
 use super::priority::{LevelCounts, LoadPlan, Pool};
+use super::retry::RetryStats;
 
 /// What starting a cluster's health checks needs from the server.
 #[derive(Debug, Clone)]
@@ -108,6 +109,8 @@ pub struct ClusterStats {
     pub upstream_cx_none_healthy: Counter,
     /// `lb_healthy_panic`: requests balanced over every host in panic.
     pub lb_healthy_panic: Counter,
+    /// `upstream_rq_retry*` and `upstream_rq_per_try_timeout`.
+    pub retries: RetryStats,
 }
 
 /// `membership_*` gauges.
@@ -257,6 +260,7 @@ impl Cluster {
             upstream_rq_rx_reset: scope.counter("upstream_rq_rx_reset"),
             upstream_cx_none_healthy: scope.counter("upstream_cx_none_healthy"),
             lb_healthy_panic: scope.counter("lb_healthy_panic"),
+            retries: RetryStats::new(&scope),
         };
         let membership = Membership {
             total: scope.gauge("membership_total"),
@@ -265,7 +269,7 @@ impl Cluster {
             excluded: scope.gauge("membership_excluded"),
         };
 
-        let breakers = Breakers::new(config.circuit_breakers.default, &scope);
+        let breakers = Breakers::new(&config.circuit_breakers, &scope);
         let mut resolved = Vec::new();
         for endpoint in &config.endpoints {
             for address in resolve(config.discovery, endpoint, &config.name).await {
@@ -423,6 +427,27 @@ impl Cluster {
                 .iter()
                 .find_map(|(_, l)| l.pick(policy, |h| h.health.eligible()))
         })
+    }
+
+    /// A host for a retry: a pick that `avoid` rejects is redone up to
+    /// `attempts` times, then the last pick is used (Envoy's
+    /// `host_selection_retry_max_attempts`).
+    pub fn pick_avoiding(
+        &self,
+        avoid: impl Fn(&Host) -> bool,
+        attempts: u32,
+    ) -> Option<&Arc<Host>> {
+        let mut picked = self.pick()?;
+        for _ in 0..attempts {
+            if !avoid(picked) {
+                break;
+            }
+            match self.pick() {
+                Some(next) => picked = next,
+                None => break,
+            }
+        }
+        Some(picked)
     }
 
     /// An upstream answered with `x-envoy-immediate-health-check-fail`:

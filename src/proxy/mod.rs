@@ -17,10 +17,13 @@ pub mod balancer;
 pub mod body;
 pub mod breaker;
 pub mod cluster;
+mod forward;
 pub mod headers;
 pub mod listener;
 pub mod pool;
 pub mod priority;
+pub mod replay;
+pub mod retry;
 pub mod router;
 pub mod snapshot;
 pub mod timeouts;
@@ -36,14 +39,12 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::error::{LocalReply, is_grpc};
-use crate::health::outlier::Observation;
-use body::{RequestBody, ResponseBody, ResponseDone, StreamDeadlines};
+use body::{RequestBody, ResponseBody, ResponseDone};
 use cluster::{Cluster, Host};
 use listener::ConnectionState;
-use pool::SendError;
 use router::RequestView;
 use snapshot::{ForwardRoute, HttpStats, RouteTarget, Snapshot};
-use timeouts::{Deadlines, Expired, RequestProgress};
+use timeouts::RequestProgress;
 
 /// One downstream connection, as its requests see it (shared by them).
 #[derive(Debug)]
@@ -114,7 +115,7 @@ pub async fn handle(from: Arc<Downstream>, req: Request<Incoming>) -> Response<R
             reply
         }
         Some(Target::Forward(route)) => {
-            return forward(route, hcm, received, req, end).await;
+            return forward::forward(route, hcm, received, req, end).await;
         }
     };
     let resp = reply.into_response(grpc);
@@ -135,180 +136,15 @@ struct HopSettings {
     stream_idle_timeout: Option<std::time::Duration>,
 }
 
-/// Pick, forward, observe.
-async fn forward(
-    route: Arc<ForwardRoute>,
-    hop: HopSettings,
-    received: Instant,
-    req: Request<Incoming>,
-    mut end: RequestEnd,
-) -> Response<ResponseBody> {
-    let grpc = is_grpc(req.headers());
-    let cluster = &route.cluster;
-
-    // Pick.
-    let Some(host) = cluster.pick().cloned() else {
-        cluster.stats.upstream_cx_none_healthy.inc();
-        return end.finish_local(LocalReply::NoHealthyUpstream.into_response(grpc));
-    };
-
-    // Circuit breaker: requests in flight to the cluster (max_requests).
-    let Some(request_permit) = cluster.breakers.request() else {
-        return end.finish_local(LocalReply::Overflow.into_response(grpc));
-    };
-
-    // Forward.
-    // Only a request with a body can still be arriving; only then is its
-    // progress tracked (and allocated).
-    let progress = (!http_body::Body::is_end_stream(req.body()))
-        .then(|| Arc::new(RequestProgress::new(received)));
-    let upstream_req = upstream_request(
-        &route,
-        end.downstream.peer,
-        hop,
-        host.pool.protocol(),
-        req,
-        progress.clone(),
-    );
-    cluster.stats.upstream_rq_total.inc();
-    cluster.stats.upstream_rq_active.inc();
-    host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
-    host.stats.rq_active.fetch_add(1, Ordering::Relaxed);
-    end.upstream = Some(UpstreamEnd {
-        cluster: Arc::clone(cluster),
-        host: Arc::clone(&host),
-        sender: None,
-        progress: progress.clone(),
-        _permit: request_permit,
-    });
-
-    let started = Instant::now();
-    let deadlines = Deadlines {
-        started: received,
-        route: route.action.timeout,
-        request: hop.request_timeout.map(|t| received + t),
-        idle: hop.stream_idle_timeout,
-    };
-    let send = host.pool.send(upstream_req);
-    tokio::pin!(send);
-    let timer = tokio::time::sleep_until(
-        deadlines
-            .next(progress.as_deref())
-            .unwrap_or_else(|| started + FAR_FUTURE),
-    );
-    tokio::pin!(timer);
-    let sent = loop {
-        tokio::select! {
-            biased;
-            sent = &mut send => break sent,
-            () = &mut timer => {
-                let now = Instant::now();
-                match deadlines.expired(now, progress.as_deref()) {
-                    Some(Expired::Route) => {
-                        cluster.observe(&host, Observation::Timeout);
-                        cluster.stats.upstream_rq_timeout.inc();
-                        host.stats.rq_timeout.fetch_add(1, Ordering::Relaxed);
-                        return end.finish_failed(LocalReply::UpstreamTimeout, grpc);
-                    }
-                    // The client's side timed out: not the upstream's fault,
-                    // so its stats are not charged.
-                    Some(Expired::Request) => {
-                        end.stats.downstream_rq_timeout.inc();
-                        return end.finish_local(LocalReply::RequestTimeout.into_response(grpc));
-                    }
-                    Some(Expired::StreamIdle) => {
-                        end.stats.downstream_rq_idle_timeout.inc();
-                        return end.finish_local(LocalReply::StreamIdleTimeout.into_response(grpc));
-                    }
-                    None => {
-                        let next = deadlines.next(progress.as_deref()).unwrap_or(now + FAR_FUTURE);
-                        timer.as_mut().reset(next);
-                    }
-                }
-            }
-        }
-    };
-
-    // Observe.
-    let (mut resp, sender) = match sent {
-        Ok(ok) => ok,
-        Err(SendError::Overflow) => {
-            // Envoy: circuit-breaker overflows are not the host's fault and
-            // are not reported to outlier detection.
-            return end.finish_local(LocalReply::Overflow.into_response(grpc));
-        }
-        Err(e) => {
-            // Envoy: a connect failure and a reset before headers are both
-            // local-origin connection failures for outlier detection.
-            cluster.observe(&host, Observation::ConnectFailed);
-            let reply = match &e {
-                SendError::ConnectTimeout | SendError::Connect(_) => {
-                    LocalReply::UpstreamConnect(e.to_string())
-                }
-                SendError::Http(_) | SendError::Overflow => {
-                    cluster.stats.upstream_rq_rx_reset.inc();
-                    LocalReply::UpstreamReset(format!("connection termination, {e}"))
-                }
-            };
-            tracing::debug!(cluster = cluster.name(), host = %host.address, error = %e, "upstream request failed");
-            return end.finish_failed(reply, grpc);
-        }
-    };
-    let status = resp.status().as_u16();
-    cluster.stats.upstream_rq.record(status);
-    cluster.observe(&host, Observation::ConnectSuccess);
-    cluster.observe(&host, Observation::Status(status));
-    if resp
-        .headers()
-        .contains_key(crate::health::probe::X_ENVOY_IMMEDIATE_HEALTH_CHECK_FAIL)
-    {
-        cluster.immediate_fail(&host);
-    }
-    let counter = if status >= 500 {
-        &host.stats.rq_error
-    } else {
-        &host.stats.rq_success
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    if let Some(u) = end.upstream.as_mut() {
-        u.sender = sender;
-    }
-
-    let elapsed_ms = started.elapsed().as_millis();
-    headers::strip_hop_by_hop(resp.headers_mut());
-    let rh = resp.headers_mut();
-    rh.insert(
-        "x-envoy-upstream-service-time",
-        headers::millis_value(u64::try_from(elapsed_ms).unwrap_or(u64::MAX)),
-    );
-    rh.insert(http::header::SERVER, HeaderValue::from_static("hale"));
-    end.stats.downstream_rq.record(status);
-
-    let (parts, incoming) = resp.into_parts();
-    let stream = StreamDeadlines {
-        connection: Arc::clone(&end.downstream),
-        route: deadlines.route_deadline(progress.as_deref()),
-        idle: hop.stream_idle_timeout,
-        last_frame: Instant::now(),
-    };
-    Response::from_parts(
-        parts,
-        ResponseBody::upstream(incoming, stream, Box::new(end)),
-    )
-}
-
-/// Far enough to mean "no deadline" for a timer that must exist.
-const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
-
-/// Builds the upstream request: rewritten path, authority, proxy headers.
-fn upstream_request(
+/// The upstream request's head (rewritten path, authority, proxy headers)
+/// and the downstream body.
+fn upstream_head(
     route: &ForwardRoute,
     peer: SocketAddr,
     hop: HopSettings,
     protocol: crate::config::model::UpstreamProtocol,
     req: Request<Incoming>,
-    progress: Option<Arc<RequestProgress>>,
-) -> Request<RequestBody> {
+) -> (http::request::Parts, Incoming) {
     let (mut parts, body) = req.into_parts();
     let authority: Option<HeaderValue> = match &route.action.host_rewrite_literal {
         Some(literal) => HeaderValue::from_str(literal).ok(),
@@ -363,7 +199,7 @@ fn upstream_request(
                 .unwrap_or_else(|_| Uri::from_static("/"));
         }
     }
-    Request::from_parts(parts, RequestBody::Streaming { body, progress })
+    (parts, body)
 }
 
 /// The request's host: `:authority` for HTTP/2, `Host` for HTTP/1.1.
@@ -385,7 +221,10 @@ fn authority_of<B>(req: &Request<B>) -> &str {
 struct RequestEnd {
     stats: Arc<HttpStats>,
     downstream: Arc<Downstream>,
+    /// The current attempt.
     upstream: Option<UpstreamEnd>,
+    /// The request's `max_requests` circuit-breaker unit, released with it.
+    request_permit: Option<breaker::Permit>,
     finished: bool,
 }
 
@@ -395,8 +234,6 @@ struct UpstreamEnd {
     sender: Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
     /// The request body's progress (`None`: there was no body).
     progress: Option<Arc<RequestProgress>>,
-    /// Its `max_requests` circuit-breaker unit, released with it.
-    _permit: breaker::Permit,
 }
 
 impl RequestEnd {
@@ -405,7 +242,35 @@ impl RequestEnd {
             stats,
             downstream,
             upstream: None,
+            request_permit: None,
             finished: false,
+        }
+    }
+
+    /// An attempt on `host` starts: counted in flight until it ends.
+    fn begin_attempt(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        host: &Arc<Host>,
+        progress: Option<&Arc<RequestProgress>>,
+    ) {
+        cluster.stats.upstream_rq_total.inc();
+        cluster.stats.upstream_rq_active.inc();
+        host.stats.rq_total.fetch_add(1, Ordering::Relaxed);
+        host.stats.rq_active.fetch_add(1, Ordering::Relaxed);
+        self.upstream = Some(UpstreamEnd {
+            cluster: Arc::clone(cluster),
+            host: Arc::clone(host),
+            sender: None,
+            progress: progress.cloned(),
+        });
+    }
+
+    /// The current attempt is given up for a retry; its connection is not
+    /// reused (its exchange did not finish).
+    fn abandon_attempt(&mut self) {
+        if let Some(u) = self.upstream.take() {
+            u.end(false);
         }
     }
 
@@ -435,19 +300,26 @@ impl RequestEnd {
         self.downstream.connection.set_stall_deadline(None);
         self.downstream.connection.request_finished();
         if let Some(u) = self.upstream.take() {
-            u.cluster.stats.upstream_rq_active.dec();
-            u.cluster.stats.upstream_rq_completed.inc();
-            u.host.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
-            // An HTTP/1.1 connection is reusable only when the whole
-            // exchange is over: the response ended cleanly and the request
-            // body was sent whole (an upstream may answer an upload early).
-            let request_sent = u.progress.as_ref().is_none_or(|p| p.is_complete());
-            if completed
-                && request_sent
-                && let Some(sender) = u.sender
-            {
-                u.host.pool.give_back(sender);
-            }
+            u.end(completed);
+        }
+        self.request_permit = None;
+    }
+}
+
+impl UpstreamEnd {
+    fn end(self, completed: bool) {
+        self.cluster.stats.upstream_rq_active.dec();
+        self.cluster.stats.upstream_rq_completed.inc();
+        self.host.stats.rq_active.fetch_sub(1, Ordering::Relaxed);
+        // An HTTP/1.1 connection is reusable only when the whole exchange
+        // is over: the response ended cleanly and the request body was sent
+        // whole (an upstream may answer an upload early).
+        let request_sent = self.progress.as_ref().is_none_or(|p| p.is_complete());
+        if completed
+            && request_sent
+            && let Some(sender) = self.sender
+        {
+            self.host.pool.give_back(sender);
         }
     }
 }

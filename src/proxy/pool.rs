@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 
 use super::body::RequestBody;
 use super::breaker::{Breakers, Permit};
-use crate::config::model::UpstreamProtocol;
+use crate::config::model::{RoutingPriority, UpstreamProtocol};
 use crate::stats::{Counter, Gauge};
 
 /// How long a parked HTTP/1.1 connection may take to be ready again.
@@ -153,8 +153,9 @@ impl HostPool {
     pub async fn send(
         &self,
         req: Request<RequestBody>,
+        priority: RoutingPriority,
     ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
-        self.mine().send(req).await
+        self.mine().send(req, priority).await
     }
 
     /// Parks an HTTP/1.1 sender whose response ended cleanly.
@@ -208,11 +209,12 @@ impl WorkerPool {
     async fn send(
         &self,
         req: Request<RequestBody>,
+        priority: RoutingPriority,
     ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
         match self.protocol {
-            UpstreamProtocol::Http1 => self.send_h1(req).await,
+            UpstreamProtocol::Http1 => self.send_h1(req, priority).await,
             UpstreamProtocol::Http2 => {
-                let mut sender = self.h2_sender().await?;
+                let mut sender = self.h2_sender(priority).await?;
                 let resp = sender.send_request(req).await?;
                 Ok((resp, None))
             }
@@ -222,6 +224,7 @@ impl WorkerPool {
     async fn send_h1(
         &self,
         mut req: Request<RequestBody>,
+        priority: RoutingPriority,
     ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
         // Held while this request waits for a connection (max_connections).
         let mut pending = None;
@@ -251,7 +254,7 @@ impl WorkerPool {
                     },
                 }
             }
-            if let Some(permit) = self.connection_or_pending(&mut pending)? {
+            if let Some(permit) = self.connection_or_pending(&mut pending, priority)? {
                 let mut sender = self.dial_h1(permit).await?;
                 let resp = sender.send_request(req).await?;
                 return Ok((resp, Some(sender)));
@@ -262,11 +265,11 @@ impl WorkerPool {
 
     /// A `max_connections` permit for a new HTTP/2 connection, waiting as a
     /// pending request while the cluster is at the limit.
-    async fn connection_permit(&self) -> Result<Permit, SendError> {
+    async fn connection_permit(&self, priority: RoutingPriority) -> Result<Permit, SendError> {
         let mut pending = None;
         loop {
             let freed = self.freed.notified();
-            if let Some(permit) = self.connection_or_pending(&mut pending)? {
+            if let Some(permit) = self.connection_or_pending(&mut pending, priority)? {
                 return Ok(permit);
             }
             freed.await;
@@ -280,13 +283,14 @@ impl WorkerPool {
     fn connection_or_pending(
         &self,
         pending: &mut Option<Permit>,
+        priority: RoutingPriority,
     ) -> Result<Option<Permit>, SendError> {
-        if let Some(permit) = self.breakers.connection() {
+        if let Some(permit) = self.breakers.connection(priority) {
             *pending = None;
             return Ok(Some(permit));
         }
         if pending.is_none() {
-            *pending = Some(self.breakers.pending().ok_or(SendError::Overflow)?);
+            *pending = Some(self.breakers.pending(priority).ok_or(SendError::Overflow)?);
         }
         Ok(None)
     }
@@ -319,7 +323,10 @@ impl WorkerPool {
         }
     }
 
-    async fn h2_sender(&self) -> Result<http2::SendRequest<RequestBody>, SendError> {
+    async fn h2_sender(
+        &self,
+        priority: RoutingPriority,
+    ) -> Result<http2::SendRequest<RequestBody>, SendError> {
         if let Some(s) = self.current_h2() {
             return Ok(s);
         }
@@ -327,7 +334,7 @@ impl WorkerPool {
         if let Some(s) = self.current_h2() {
             return Ok(s);
         }
-        let permit = self.connection_permit().await?;
+        let permit = self.connection_permit(priority).await?;
         let io = self.dial().await?;
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
             .await

@@ -188,28 +188,42 @@ fn starts_with_ignore_case(haystack: &str, folded_prefix: &str) -> bool {
 /// `HeaderUtility::matchHeaders`): several values of one header are joined
 /// with `,`; a missing header never matches a value rule, inverted or not.
 pub fn header_matches(m: &HeaderMatcher, req: &RequestView<'_>) -> bool {
-    let joined;
+    let mut joined = String::new();
     let value: Option<&str> = match m.name.as_str() {
         ":path" => Some(req.path_and_query),
         ":method" => Some(req.method.as_str()),
         ":authority" | "host" => Some(req.authority),
         ":scheme" => Some(req.scheme),
-        name => {
-            let mut values = req.headers.get_all(name).iter();
-            match (values.next(), values.next()) {
-                (None, _) => None,
-                (Some(first), None) => first.to_str().ok(),
-                (Some(first), Some(second)) => {
-                    let mut all = Vec::new();
-                    for v in [first, second].into_iter().chain(values) {
-                        all.push(String::from_utf8_lossy(v.as_bytes()).into_owned());
-                    }
-                    joined = all.join(",");
-                    Some(joined.as_str())
-                }
-            }
-        }
+        name => header_value(req.headers, name, &mut joined),
     };
+    matcher_holds(m, value)
+}
+
+/// The value of header `name`, several values joined with `,` into
+/// `joined`; `None` when absent.
+pub fn header_value<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+    joined: &'a mut String,
+) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => None,
+        (Some(first), None) => first.to_str().ok(),
+        (Some(first), Some(second)) => {
+            let all: Vec<String> = [first, second]
+                .into_iter()
+                .chain(values)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            *joined = all.join(",");
+            Some(joined.as_str())
+        }
+    }
+}
+
+/// Whether a matcher's rule holds for a header's value (`None`: absent).
+pub fn matcher_holds(m: &HeaderMatcher, value: Option<&str>) -> bool {
     match &m.rule {
         HeaderRule::Present(want) => (value.is_some() == *want) != m.invert,
         HeaderRule::Value(sm) => match value {

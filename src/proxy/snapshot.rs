@@ -155,8 +155,7 @@ impl World {
                                 cluster: Arc::clone(cluster),
                                 action: f.clone(),
                                 matcher: route.matcher.clone(),
-                                expected_timeout_header: f
-                                    .timeout
+                                expected_timeout_header: expected_timeout(f)
                                     .map(|t| http::HeaderValue::from(t.as_millis() as u64)),
                             })),
                             // Validation rejects routes to undefined clusters.
@@ -186,5 +185,17 @@ impl World {
     /// The cluster named `name`.
     pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.iter().find(|c| c.name() == name)
+    }
+}
+
+/// What `x-envoy-expected-rq-timeout-ms` announces (Envoy): the retry
+/// policy's `per_try_timeout` when it is shorter than the route timeout
+/// (or there is none), else the route timeout.
+fn expected_timeout(action: &model::ForwardAction) -> Option<std::time::Duration> {
+    let per_try = action.retry_policy.as_ref().and_then(|p| p.per_try_timeout);
+    match (per_try, action.timeout) {
+        (Some(p), Some(t)) => Some(p.min(t)),
+        (Some(p), None) => Some(p),
+        (None, t) => t,
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! - route `timeout`: from the end of the request (its last body byte, or
 //!   its headers when it has no body), the response must be done in time (504);
+//! - retry policy `per_try_timeout`: the same for one attempt, counted from
+//!   the later of the attempt's start and the end of the request (504, or a
+//!   retry);
 //! - HCM `request_timeout`: the whole request must arrive in time (408);
 //! - HCM `stream_idle_timeout`: no stream may go this long without a byte
 //!   either way (408 before response headers, a reset after).
@@ -63,6 +66,8 @@ impl RequestProgress {
 pub enum Expired {
     /// The route timeout (504 `upstream request timeout`).
     Route,
+    /// The attempt's `per_try_timeout` (a retry, or 504).
+    PerTry,
     /// The request did not arrive in time (408 `request timeout`).
     Request,
     /// Nothing moved for `stream_idle_timeout` (408 `stream timeout`).
@@ -80,6 +85,10 @@ pub struct Deadlines {
     pub request: Option<Instant>,
     /// Stream idle timeout.
     pub idle: Option<Duration>,
+    /// `per_try_timeout` of the route's retry policy.
+    pub per_try: Option<Duration>,
+    /// When the current attempt started.
+    pub attempt_started: Instant,
 }
 
 impl Deadlines {
@@ -97,6 +106,30 @@ impl Deadlines {
         }
     }
 
+    /// The current attempt's deadline, once the request is complete.
+    pub fn per_try_deadline(&self, progress: Option<&RequestProgress>) -> Option<Instant> {
+        let timeout = self.per_try?;
+        match progress {
+            None => Some(self.attempt_started + timeout),
+            Some(p) if p.is_complete() => {
+                Some(p.last_activity().max(self.attempt_started) + timeout)
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// The deadline a response body must meet: the route's or the
+    /// attempt's, whichever is first.
+    pub fn response_deadline(&self, progress: Option<&RequestProgress>) -> Option<Instant> {
+        [
+            self.route_deadline(progress),
+            self.per_try_deadline(progress),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     fn request_pending(&self, progress: Option<&RequestProgress>) -> Option<Instant> {
         // A request without a body is complete with its headers.
         let complete = progress.is_none_or(RequestProgress::is_complete);
@@ -108,6 +141,7 @@ impl Deadlines {
         let idle = self.idle.map(|d| self.last_activity(progress) + d);
         [
             self.route_deadline(progress),
+            self.per_try_deadline(progress),
             self.request_pending(progress),
             idle,
         ]
@@ -120,6 +154,9 @@ impl Deadlines {
     pub fn expired(&self, now: Instant, progress: Option<&RequestProgress>) -> Option<Expired> {
         if self.route_deadline(progress).is_some_and(|d| now >= d) {
             return Some(Expired::Route);
+        }
+        if self.per_try_deadline(progress).is_some_and(|d| now >= d) {
+            return Some(Expired::PerTry);
         }
         if self.request_pending(progress).is_some_and(|d| now >= d) {
             return Some(Expired::Request);
@@ -146,6 +183,8 @@ mod tests {
             route: Some(Duration::from_secs(15)),
             request: Some(start + Duration::from_secs(2)),
             idle: Some(Duration::from_secs(5)),
+            per_try: None,
+            attempt_started: start,
         };
         let progress = RequestProgress::new(start);
         assert_eq!(
@@ -183,6 +222,47 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_try_times_out_from_its_start_or_the_end_of_the_request() {
+        let start = Instant::now();
+        let mut d = Deadlines {
+            started: start,
+            route: Some(Duration::from_secs(10)),
+            request: None,
+            idle: None,
+            per_try: Some(Duration::from_secs(3)),
+            attempt_started: start,
+        };
+        let progress = RequestProgress::new(start);
+        // Still uploading: no try deadline yet.
+        assert_eq!(d.per_try_deadline(Some(&progress)), None);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        progress.finish();
+        assert_eq!(
+            d.next(Some(&progress)),
+            Some(start + Duration::from_secs(4))
+        );
+        assert_eq!(
+            d.expired(start + Duration::from_secs(4), Some(&progress)),
+            Some(Expired::PerTry)
+        );
+        // A retry at 5 s: its own 3 s, within the route's 11 s.
+        d.attempt_started = start + Duration::from_secs(5);
+        assert_eq!(
+            d.next(Some(&progress)),
+            Some(start + Duration::from_secs(8))
+        );
+        assert_eq!(
+            d.response_deadline(Some(&progress)),
+            Some(start + Duration::from_secs(8))
+        );
+        // The route timeout wins when both have passed.
+        assert_eq!(
+            d.expired(start + Duration::from_secs(11), Some(&progress)),
+            Some(Expired::Route)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_incomplete_request_times_out() {
         let start = Instant::now();
         let d = Deadlines {
@@ -190,6 +270,8 @@ mod tests {
             route: None,
             request: Some(start + Duration::from_secs(2)),
             idle: None,
+            per_try: None,
+            attempt_started: start,
         };
         let progress = RequestProgress::new(start);
         progress.touch();
