@@ -12,6 +12,7 @@ pub mod events;
 pub mod outlier;
 pub mod probe;
 pub mod scheduler;
+pub mod unresponsive;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -39,10 +40,16 @@ pub mod flags {
     pub const ACTIVE_HC_TIMEOUT: u32 = 0x100;
     /// `health_status` DRAINING.
     pub const EDS_STATUS_DRAINING: u32 = 0x200;
+    /// hale's own: requests wait on the host and it answers nothing while
+    /// its peers answer (see `health::unresponsive`). Above Envoy's bits.
+    pub const UNRESPONSIVE: u32 = 0x1_0000;
 
     /// Any of these makes a host unhealthy.
-    pub const UNHEALTHY: u32 =
-        FAILED_ACTIVE_HC | FAILED_OUTLIER_CHECK | FAILED_EDS_HEALTH | EDS_STATUS_DRAINING;
+    pub const UNHEALTHY: u32 = FAILED_ACTIVE_HC
+        | FAILED_OUTLIER_CHECK
+        | FAILED_EDS_HEALTH
+        | EDS_STATUS_DRAINING
+        | UNRESPONSIVE;
     /// Any of these (and none of `UNHEALTHY`) makes a host degraded.
     pub const DEGRADED: u32 = DEGRADED_ACTIVE_HC | DEGRADED_EDS_HEALTH;
     /// Any of these leaves a host out of the load-balancing denominators
@@ -50,8 +57,9 @@ pub mod flags {
     pub const EXCLUDED: u32 =
         PENDING_ACTIVE_HC | EXCLUDED_VIA_IMMEDIATE_HC_FAIL | EDS_STATUS_DRAINING;
 
-    /// Names in the fixed order Envoy's `/clusters` prints them.
-    pub const NAMES: [(u32, &str); 10] = [
+    /// Names in the fixed order Envoy's `/clusters` prints them (hale's
+    /// own last).
+    pub const NAMES: [(u32, &str); 11] = [
         (FAILED_ACTIVE_HC, "failed_active_hc"),
         (FAILED_OUTLIER_CHECK, "failed_outlier_check"),
         (FAILED_EDS_HEALTH, "failed_eds_health"),
@@ -65,6 +73,7 @@ pub mod flags {
         ),
         (ACTIVE_HC_TIMEOUT, "active_hc_timeout"),
         (EDS_STATUS_DRAINING, "eds_status_draining"),
+        (UNRESPONSIVE, "hale_unresponsive"),
     ];
 }
 
@@ -109,6 +118,8 @@ pub fn eligible(bits: u32) -> bool {
 #[derive(Debug, Default)]
 pub struct HostHealth {
     bits: AtomicU32,
+    /// What real traffic and checks say about the host's answers.
+    pub liveness: unresponsive::Liveness,
 }
 
 impl HostHealth {
@@ -116,6 +127,7 @@ impl HostHealth {
     pub fn from_status(status: HealthStatus) -> Self {
         Self {
             bits: AtomicU32::new(status_flags(status)),
+            liveness: unresponsive::Liveness::default(),
         }
     }
 

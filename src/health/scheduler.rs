@@ -401,8 +401,13 @@ impl SessionTask {
                 tracing::debug!(cluster = %self.shared.cluster, host = %target.check_address, check = %label, reason = reason.unwrap_or(""), "health check failed");
             }
             self.record(&session, &step, &source, log, reason);
-            if healthy && let Some(on_pass) = &self.shared.on_pass {
-                on_pass(self.host);
+            if healthy {
+                if let Some(h) = self.shared.hosts.get(self.host) {
+                    h.health.liveness.check_passed(Instant::now());
+                }
+                if let Some(on_pass) = &self.shared.on_pass {
+                    on_pass(self.host);
+                }
             }
             if first {
                 self.warmup.done_one();

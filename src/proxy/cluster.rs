@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::model::{self, DiscoveryType, UpstreamProtocol};
 use crate::health::outlier::{self, Observation, Passive, WatchedHost};
 use crate::health::scheduler::{ActiveChecks, CheckedHost, ClusterChecks, Warmup};
-use crate::health::{self, Coarse, HostHealth, flags};
+use crate::health::{self, Coarse, HostHealth, flags, unresponsive};
 use crate::stats::{Counter, Gauge, Scope, StatusCounters, Store};
 
 use super::balancer::{Candidate, Level};
@@ -345,6 +345,22 @@ impl Cluster {
                 health_runtime.stop.clone(),
             )
         });
+        if hosts.len() > 1 {
+            let on_change = Arc::clone(&balancing);
+            unresponsive::start(
+                config.name.clone(),
+                hosts
+                    .iter()
+                    .map(|h| unresponsive::WatchedHost {
+                        address: h.address,
+                        health: Arc::clone(&h.health),
+                    })
+                    .collect(),
+                unresponsive::DEFAULT_AFTER,
+                Box::new(move || on_change.request_rebuild()),
+                health_runtime.stop.clone(),
+            );
+        }
         let active = (!config.health_checks.is_empty()).then(|| {
             let on_change = Arc::clone(&balancing);
             let on_pass = passive.clone().map(|p| {

@@ -289,16 +289,20 @@ async fn attempt(
     deadlines: &Deadlines,
     progress: Option<&RequestProgress>,
 ) -> Outcome {
+    let started = deadlines.attempt_started;
+    let waiting = Waiting::start(host, started);
     let send = host.pool.send(req, priority);
     tokio::pin!(send);
-    let started = deadlines.attempt_started;
     let timer = tokio::time::sleep_until(deadlines.next(progress).unwrap_or(started + FAR_FUTURE));
     tokio::pin!(timer);
     loop {
         tokio::select! {
             biased;
             sent = &mut send => return match sent {
-                Ok((resp, sender)) => Outcome::Response(resp, sender),
+                Ok((resp, sender)) => {
+                    waiting.answered();
+                    Outcome::Response(resp, sender)
+                }
                 Err(SendError::Overflow) => Outcome::Overflow,
                 Err(e) => Outcome::Failed(e),
             },
@@ -311,6 +315,33 @@ async fn attempt(
                 timer.as_mut().reset(next);
             }
         }
+    }
+}
+
+/// An attempt waiting for response headers, as the host's liveness
+/// counts it (until dropped, however the attempt ends).
+struct Waiting<'h> {
+    host: &'h Host,
+    started: Instant,
+}
+
+impl<'h> Waiting<'h> {
+    fn start(host: &'h Host, started: Instant) -> Self {
+        host.health.liveness.attempt_started(started);
+        Self { host, started }
+    }
+
+    fn answered(&self) {
+        self.host
+            .health
+            .liveness
+            .answered(self.started, Instant::now());
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.host.health.liveness.attempt_ended();
     }
 }
 
