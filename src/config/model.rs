@@ -271,9 +271,12 @@ pub struct ForwardAction {
     pub retry_policy: Option<RetryPolicy>,
     /// How much of a request body is kept so a retry can send it again:
     /// the route's `per_request_buffer_limit_bytes`, else its virtual
-    /// host's, else the listener's `per_connection_buffer_limit_bytes`,
-    /// else 1 MiB (Envoy's default connection buffer limit). A body larger
-    /// than this is streamed and its request is not retried.
+    /// host's, but never more than the listener's
+    /// `per_connection_buffer_limit_bytes` (default 1 MiB), as Envoy's
+    /// router takes the smaller of the two. A listener limit of 0 means no
+    /// cap, so with no route or virtual host limit this is `u32::MAX`.
+    /// Default 1 MiB. A body larger than this is streamed and its request
+    /// is not retried; 0 keeps nothing.
     pub retry_buffer_limit: u32,
 }
 
@@ -300,7 +303,8 @@ pub struct RetryPolicy {
     /// `per_try_timeout`. Default none (each try is bounded only by the
     /// route timeout); `0s` also means none.
     pub per_try_timeout: Option<Duration>,
-    /// `retry_back_off.base_interval`. Default 25 ms.
+    /// `retry_back_off.base_interval`. Default 25 ms. Like the maximum, in
+    /// whole milliseconds and at least 1 ms, as Envoy reads it.
     pub back_off_base: Duration,
     /// `retry_back_off.max_interval`. Default 10 × the base interval.
     pub back_off_max: Duration,

@@ -200,6 +200,12 @@ struct SocketAddress<'a> {
 
 const PROTOCOLS: &[EnumValue<()>] = &[("TCP", 0, Some(())), ("UDP", 1, None)];
 
+/// `RoutingPriority`, of a route and of a circuit-breaker thresholds entry.
+const ROUTING_PRIORITIES: &[EnumValue<model::RoutingPriority>] = &[
+    ("DEFAULT", 0, Some(model::RoutingPriority::Default)),
+    ("HIGH", 1, Some(model::RoutingPriority::High)),
+];
+
 /// Reads an Envoy `Address` holding a `socket_address` with a `port_value`.
 fn socket_address<'a>(sink: &mut Sink, node: &Node<'a>) -> Option<SocketAddress<'a>> {
     let address = node.open(sink, &ADDRESS)?;

@@ -253,11 +253,6 @@ pub(super) async fn forward(
         ) {
             Some(wait) => {
                 host.stats.rq_error.fetch_add(1, Ordering::Relaxed);
-                cluster
-                    .stats
-                    .retries
-                    .retried_responses
-                    .record(reply.status().as_u16());
                 end.abandon_attempt();
                 if let Err(stop) = back_off(wait, &deadlines, progress.as_deref()).await {
                     return stop.respond(end, grpc);

@@ -178,6 +178,14 @@ mod tests {
             &HEADER_VALUE_OPTION,
             &HEADER_VALUE,
             &OUTLIER_DETECTION,
+            &LISTENER,
+            &VIRTUAL_HOST,
+            &ROUTE,
+            &THRESHOLDS,
+            &RETRY_POLICY,
+            &RETRY_BACK_OFF,
+            &RETRY_HOST_PREDICATE,
+            &RETRY_BUDGET,
         ] {
             for field in message.supported() {
                 assert!(

@@ -6,7 +6,8 @@
 //! deprecated ones included, so using one is reported as "not supported by
 //! hale" instead of "unknown field".
 //!
-//! The health-checking messages are in `health`, re-exported here.
+//! The health-checking messages are in `health` and the retry messages in
+//! `retry`, re-exported here.
 //!
 //! Must not touch: behaviour. Adding support for a field moves its name from
 //! `unsupported` to `supported` here and teaches `validate` to read it.
@@ -14,7 +15,9 @@
 use super::fields::Message;
 
 mod health;
+mod retry;
 pub(crate) use health::*;
+pub(crate) use retry::*;
 
 /// `google.protobuf.UInt32Value` / `BoolValue` in their object form `{value: x}`.
 pub(crate) const WRAPPER: Message = Message {
@@ -94,10 +97,9 @@ pub(crate) const STATIC_RESOURCES: Message = Message {
 /// `envoy.config.listener.v3.Listener`.
 pub(crate) const LISTENER: Message = Message {
     name: "Listener",
-    supported: "name address filter_chains",
+    supported: "name address filter_chains per_connection_buffer_limit_bytes",
     unsupported: "additional_addresses stat_prefix stats_matcher fcds_config filter_chain_matcher \
-        use_original_dst default_filter_chain per_connection_buffer_limit_bytes \
-        per_connection_buffer_high_watermark_timeout metadata deprecated_v1 drain_type \
+        use_original_dst default_filter_chain per_connection_buffer_high_watermark_timeout metadata deprecated_v1 drain_type \
         listener_filters listener_filters_timeout continue_on_listener_filters_timeout \
         transparent freebind socket_options tcp_fast_open_queue_length traffic_direction \
         udp_listener_config api_listener connection_balance_config reuse_port \
@@ -199,25 +201,24 @@ pub(crate) const ROUTE_CONFIGURATION: Message = Message {
 /// `envoy.config.route.v3.VirtualHost`.
 pub(crate) const VIRTUAL_HOST: Message = Message {
     name: "VirtualHost",
-    supported: "name domains routes",
+    supported: "name domains routes retry_policy per_request_buffer_limit_bytes",
     unsupported: "matcher require_tls virtual_clusters rate_limits request_headers_to_add \
         request_headers_to_remove response_headers_to_add response_headers_to_remove \
         cors typed_per_filter_config include_request_attempt_count \
-        include_attempt_count_in_response retry_policy retry_policy_typed_config \
-        hedge_policy include_is_timeout_retry_header per_request_buffer_limit_bytes \
-        request_body_buffer_limit request_mirror_policies metadata route_specifiers",
+        include_attempt_count_in_response retry_policy_typed_config hedge_policy \
+        include_is_timeout_retry_header request_body_buffer_limit request_mirror_policies \
+        metadata route_specifiers",
     notes: &[],
 };
 
 /// `envoy.config.route.v3.Route`.
 pub(crate) const ROUTE: Message = Message {
     name: "Route",
-    supported: "name match route direct_response",
+    supported: "name match route direct_response per_request_buffer_limit_bytes",
     unsupported: "redirect filter_action non_forwarding_action metadata decorator \
         typed_per_filter_config request_headers_to_add request_headers_to_remove \
-        response_headers_to_add response_headers_to_remove tracing \
-        per_request_buffer_limit_bytes stat_prefix request_body_buffer_limit \
-        route_specifiers",
+        response_headers_to_add response_headers_to_remove tracing stat_prefix \
+        request_body_buffer_limit route_specifiers",
     notes: &[],
 };
 
@@ -287,16 +288,15 @@ pub(crate) const GOOGLE_RE2: Message = Message {
 /// `envoy.config.route.v3.RouteAction`.
 pub(crate) const ROUTE_ACTION: Message = Message {
     name: "RouteAction",
-    supported: "cluster timeout prefix_rewrite host_rewrite_literal",
+    supported: "cluster timeout prefix_rewrite host_rewrite_literal retry_policy priority",
     unsupported: "cluster_header weighted_clusters cluster_specifier_plugin \
         inline_cluster_specifier_plugin cluster_not_found_response_code metadata_match \
         regex_rewrite path_rewrite_policy path_rewrite auto_host_rewrite \
         host_rewrite_header host_rewrite_path_regex host_rewrite append_x_forwarded_host \
-        idle_timeout flush_timeout early_data_policy retry_policy \
-        retry_policy_typed_config request_mirror_policies priority rate_limits \
-        include_vh_rate_limits hash_policy cors max_grpc_timeout grpc_timeout_offset \
-        upgrade_configs internal_redirect_policy internal_redirect_action \
-        max_internal_redirects hedge_policy max_stream_duration",
+        idle_timeout flush_timeout early_data_policy retry_policy_typed_config \
+        request_mirror_policies rate_limits include_vh_rate_limits hash_policy cors \
+        max_grpc_timeout grpc_timeout_offset upgrade_configs internal_redirect_policy \
+        internal_redirect_action max_internal_redirects hedge_policy max_stream_duration",
     notes: &[
         ("weighted_clusters", "; name one cluster"),
         ("cluster_header", "; name one cluster"),
@@ -437,8 +437,9 @@ pub(crate) const CIRCUIT_BREAKERS: Message = Message {
 /// `envoy.config.cluster.v3.CircuitBreakers.Thresholds`.
 pub(crate) const THRESHOLDS: Message = Message {
     name: "Thresholds",
-    supported: "priority max_connections max_pending_requests max_requests max_retries",
-    unsupported: "retry_budget track_remaining max_connection_pools",
+    supported: "priority max_connections max_pending_requests max_requests max_retries \
+        retry_budget",
+    unsupported: "track_remaining max_connection_pools",
     notes: &[],
 };
 

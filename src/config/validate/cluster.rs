@@ -4,24 +4,27 @@
 //!
 //! Owns: `static_resources.clusters[]`, and the set of defined cluster names
 //! that routes are checked against. Each `health_checks[]` entry is handed
-//! to `health_check`, and `outlier_detection` to `outlier`.
+//! to `health_check`, `outlier_detection` to `outlier`, and
+//! `circuit_breakers` to `circuit_breakers`.
 //!
 //! Must not touch: listeners and routes.
+
+mod circuit_breakers;
 
 use std::net::IpAddr;
 
 use super::{UniqueNames, each, health_check, one_of, outlier, port_number, socket_address};
 use crate::config::envoy::messages::{
-    CIRCUIT_BREAKERS, CLUSTER, CLUSTER_LOAD_ASSIGNMENT, COMMON_LB_CONFIG, ENDPOINT,
-    EXPLICIT_HTTP_CONFIG, HEALTH_CHECK_CONFIG, HTTP1_PROTOCOL_OPTIONS, HTTP2_PROTOCOL_OPTIONS,
-    LB_ENDPOINT, LOAD_ASSIGNMENT_POLICY, LOCALITY_LB_ENDPOINTS, PERCENT, THRESHOLDS,
-    UPSTREAM_HTTP_PROTOCOL_OPTIONS, ZONE_AWARE_LB_CONFIG,
+    CLUSTER, CLUSTER_LOAD_ASSIGNMENT, COMMON_LB_CONFIG, ENDPOINT, EXPLICIT_HTTP_CONFIG,
+    HEALTH_CHECK_CONFIG, HTTP1_PROTOCOL_OPTIONS, HTTP2_PROTOCOL_OPTIONS, LB_ENDPOINT,
+    LOAD_ASSIGNMENT_POLICY, LOCALITY_LB_ENDPOINTS, PERCENT, UPSTREAM_HTTP_PROTOCOL_OPTIONS,
+    ZONE_AWARE_LB_CONFIG,
 };
 use crate::config::envoy::reader::{EnumValue, Node, Object, Sink};
 use crate::config::model::{
     CircuitBreakers, Cluster, DEFAULT_CONNECT_TIMEOUT, DEFAULT_OVERPROVISIONING_FACTOR,
     DEFAULT_PANIC_THRESHOLD_PERCENT, DiscoveryType, Endpoint, HealthStatus, LbPolicy,
-    RoutingPriority, Thresholds, UpstreamProtocol,
+    UpstreamProtocol,
 };
 
 const HTTP_OPTIONS_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -56,11 +59,6 @@ const HEALTH_STATUSES: &[EnumValue<HealthStatus>] = &[
     ("DRAINING", 3, Some(HealthStatus::Draining)),
     ("TIMEOUT", 4, Some(HealthStatus::Timeout)),
     ("DEGRADED", 5, Some(HealthStatus::Degraded)),
-];
-
-const ROUTING_PRIORITIES: &[EnumValue<RoutingPriority>] = &[
-    ("DEFAULT", 0, Some(RoutingPriority::Default)),
-    ("HIGH", 1, Some(RoutingPriority::High)),
 ];
 
 /// Decodes one `static_resources.clusters[]` entry, claiming its name.
@@ -115,7 +113,7 @@ pub(super) fn decode<'a>(
         sink,
         "circuit_breakers",
         CircuitBreakers::default(),
-        circuit_breakers,
+        circuit_breakers::decode,
     );
     // Several entries are kept: hale's extension over Envoy, which allows one.
     let health_checks = cluster.optional(sink, "health_checks", vec![], |list, sink| {
@@ -436,74 +434,29 @@ fn common_lb_config(node: &Node<'_>, sink: &mut Sink) -> Option<LbConfig> {
 
 /// `healthy_panic_threshold.value`, a percentage.
 fn panic_threshold(sink: &mut Sink, config: &Object<'_>) -> Option<f64> {
+    // proto3: an unset `value` is 0, which disables panic mode.
     config.optional(
         sink,
         "healthy_panic_threshold",
         DEFAULT_PANIC_THRESHOLD_PERCENT,
-        |node, sink| {
-            let percent = node.open(sink, &PERCENT)?;
-            // proto3: an unset `value` is 0, which disables panic mode.
-            percent.optional(sink, "value", 0.0, |node, sink| {
-                let value = node.f64(sink)?;
-                if (0.0..=100.0).contains(&value) {
-                    Some(value)
-                } else {
-                    node.report(
-                        sink,
-                        format!("{value} is out of range: a percentage is 0 to 100"),
-                    );
-                    None
-                }
-            })
-        },
+        percent,
     )
 }
 
-fn circuit_breakers(node: &Node<'_>, sink: &mut Sink) -> Option<CircuitBreakers> {
-    let breakers = node.open(sink, &CIRCUIT_BREAKERS)?;
-    let mut seen = Vec::new();
-    let thresholds = breakers.optional(sink, "thresholds", vec![], |list, sink| {
-        each(sink, list, |sink, item| {
-            let (priority, thresholds) = threshold_entry(sink, item)?;
-            if seen.contains(&priority) {
-                item.report(sink, "a second thresholds entry for the same priority");
-                return None;
-            }
-            seen.push(priority);
-            Some((priority, thresholds))
-        })
-    })?;
-    let mut decoded = CircuitBreakers::default();
-    for (priority, thresholds) in thresholds {
-        match priority {
-            RoutingPriority::Default => decoded.default = thresholds,
-            RoutingPriority::High => decoded.high = thresholds,
+/// An `envoy.type.v3.Percent`: `{value: x}`, 0 to 100; an unset `value` is
+/// 0, as in proto3.
+fn percent(node: &Node<'_>, sink: &mut Sink) -> Option<f64> {
+    let percent = node.open(sink, &PERCENT)?;
+    percent.optional(sink, "value", 0.0, |node, sink| {
+        let value = node.f64(sink)?;
+        if (0.0..=100.0).contains(&value) {
+            Some(value)
+        } else {
+            node.report(
+                sink,
+                format!("{value} is out of range: a percentage is 0 to 100"),
+            );
+            None
         }
-    }
-    Some(decoded)
-}
-
-fn threshold_entry(sink: &mut Sink, node: &Node<'_>) -> Option<(RoutingPriority, Thresholds)> {
-    let entry = node.open(sink, &THRESHOLDS)?;
-    let defaults = Thresholds::default();
-    let priority = entry.optional(sink, "priority", RoutingPriority::Default, |node, sink| {
-        node.enumeration(sink, ROUTING_PRIORITIES)
-    });
-    let mut limit = |name: &str, default: u32| {
-        entry.optional(sink, name, default, |node, sink| node.u32_wrapper(sink))
-    };
-    let max_connections = limit("max_connections", defaults.max_connections);
-    let max_pending_requests = limit("max_pending_requests", defaults.max_pending_requests);
-    let max_requests = limit("max_requests", defaults.max_requests);
-    let max_retries = limit("max_retries", defaults.max_retries);
-    Some((
-        priority?,
-        Thresholds {
-            max_connections: max_connections?,
-            max_pending_requests: max_pending_requests?,
-            max_requests: max_requests?,
-            max_retries: max_retries?,
-            retry_budget: None,
-        },
-    ))
+    })
 }

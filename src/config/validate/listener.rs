@@ -2,7 +2,8 @@
 //! its HTTP filters.
 //!
 //! Owns: `static_resources.listeners[]` down to (not into) `route_config`,
-//! which `route` decodes.
+//! which `route` decodes; the listener's `per_connection_buffer_limit_bytes`
+//! is handed down to it, as it bounds what a route may buffer for retries.
 //!
 //! Must not touch: clusters (only their names, to check route references).
 
@@ -18,8 +19,8 @@ use crate::config::envoy::messages::{
 };
 use crate::config::envoy::reader::{EnumValue, Node, Object, Place, Sink};
 use crate::config::model::{
-    Codec, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_REQUEST_HEADERS_KB, DEFAULT_STREAM_IDLE_TIMEOUT,
-    HttpConnectionManager, HttpFilter, Listener,
+    Codec, DEFAULT_BUFFER_LIMIT_BYTES, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_REQUEST_HEADERS_KB,
+    DEFAULT_STREAM_IDLE_TIMEOUT, HttpConnectionManager, HttpFilter, Listener,
 };
 
 const HCM_NAME: &str = "envoy.filters.network.http_connection_manager";
@@ -82,9 +83,22 @@ pub(super) fn decode<'a>(
         }
         Some(address)
     });
+    // Envoy: 1 MiB by default; 0 means no limit.
+    let buffer_limit = listener.optional(
+        sink,
+        "per_connection_buffer_limit_bytes",
+        DEFAULT_BUFFER_LIMIT_BYTES,
+        |node, sink| node.u32_wrapper(sink),
+    );
+    // An invalid limit is reported; the routes are still checked, with the default.
+    let routes = route::Scope {
+        clusters,
+        connection_buffer_limit: buffer_limit.unwrap_or(DEFAULT_BUFFER_LIMIT_BYTES),
+    };
     let http = listener
         .require(sink, "filter_chains")
-        .and_then(|node| filter_chains(sink, &node, clusters));
+        .and_then(|node| filter_chains(sink, &node, &routes));
+    buffer_limit?;
     Some(Listener {
         name: name?,
         address: address?,
@@ -96,7 +110,7 @@ pub(super) fn decode<'a>(
 fn filter_chains(
     sink: &mut Sink,
     node: &Node<'_>,
-    clusters: &UniqueNames<'_>,
+    routes: &route::Scope<'_, '_>,
 ) -> Option<HttpConnectionManager> {
     let chains = node.list(sink)?;
     let (first, rest) = match chains.split_first() {
@@ -127,7 +141,7 @@ fn filter_chains(
             format!("hale supports one network filter per chain: {HCM_NAME}"),
         );
     }
-    let hcm = network_filter(sink, filter, clusters);
+    let hcm = network_filter(sink, filter, routes);
     label?;
     hcm
 }
@@ -135,7 +149,7 @@ fn filter_chains(
 fn network_filter(
     sink: &mut Sink,
     node: &Node<'_>,
-    clusters: &UniqueNames<'_>,
+    routes: &route::Scope<'_, '_>,
 ) -> Option<HttpConnectionManager> {
     let filter = node.open(sink, &NETWORK_FILTER)?;
     let name_node = filter.require(sink, "name")?;
@@ -145,7 +159,7 @@ fn network_filter(
     match identify_filter(name, type_url, "network") {
         FilterIdentity::Envoy("http_connection_manager") => {
             let typed_config = filter.require(sink, "typed_config")?;
-            http_connection_manager(sink, &typed_config, clusters)
+            http_connection_manager(sink, &typed_config, routes)
         }
         FilterIdentity::Mismatch => {
             if let Some(typed_config) = typed_config {
@@ -177,7 +191,7 @@ fn network_filter(
 fn http_connection_manager(
     sink: &mut Sink,
     node: &Node<'_>,
-    clusters: &UniqueNames<'_>,
+    routes: &route::Scope<'_, '_>,
 ) -> Option<HttpConnectionManager> {
     let hcm = node.open_any(sink, HCM_TYPE_URL, &HTTP_CONNECTION_MANAGER)?;
     let stat_prefix = hcm
@@ -190,7 +204,7 @@ fn http_connection_manager(
         None // reported as unsupported
     } else {
         hcm.require(sink, "route_config")
-            .and_then(|node| route::route_config(sink, &node, clusters))
+            .and_then(|node| route::route_config(sink, &node, routes))
     };
     let http_filters = http_filters(sink, &hcm);
     let idle_timeout = hcm.optional(

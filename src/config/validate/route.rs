@@ -2,27 +2,28 @@
 //!
 //! Owns: an inline `route_config` of an HTTP connection manager: domain
 //! patterns and their uniqueness, path and header matchers (regexes compiled
-//! here, anchored), forward and direct-response actions, and the check that
-//! a forward names a defined cluster.
+//! here, anchored), forward and direct-response actions, the check that a
+//! forward names a defined cluster, and what a forward inherits: the virtual
+//! host's retry policy, and the buffer limit for retries resolved from the
+//! route, the virtual host and the listener. A retry policy itself is
+//! decoded in `retry`, a direct response in `direct_response`.
 //!
 //! Must not touch: listeners or clusters themselves.
 
-use bytes::Bytes;
+mod direct_response;
+mod retry;
 
-use super::{UniqueNames, each, one_of, owned_string, zero_disables};
+use super::{ROUTING_PRIORITIES, UniqueNames, each, one_of, owned_string, zero_disables};
 use crate::config::envoy::messages::{
-    DATA_SOURCE, DIRECT_RESPONSE_ACTION, GOOGLE_RE2, HEADER_MATCHER, REGEX_MATCHER, ROUTE,
-    ROUTE_ACTION, ROUTE_CONFIGURATION, ROUTE_MATCH, STRING_MATCHER, VIRTUAL_HOST,
+    GOOGLE_RE2, HEADER_MATCHER, REGEX_MATCHER, ROUTE, ROUTE_ACTION, ROUTE_CONFIGURATION,
+    ROUTE_MATCH, STRING_MATCHER, VIRTUAL_HOST,
 };
 use crate::config::envoy::reader::{Node, Place, Sink};
 use crate::config::model::{
-    DEFAULT_BUFFER_LIMIT_BYTES, DEFAULT_ROUTE_TIMEOUT, DirectResponse, DomainPattern,
-    ForwardAction, HeaderMatcher, HeaderRule, PathMatch, Route, RouteAction, RouteConfig,
-    RouteMatch, RoutingPriority, StringMatcher, StringPattern, VirtualHost,
+    DEFAULT_ROUTE_TIMEOUT, DomainPattern, ForwardAction, HeaderMatcher, HeaderRule, PathMatch,
+    RetryPolicy, Route, RouteAction, RouteConfig, RouteMatch, RoutingPriority, StringMatcher,
+    StringPattern, VirtualHost,
 };
-
-/// Envoy: `max_direct_response_body_size_bytes` defaults to 4096.
-const MAX_DIRECT_RESPONSE_BODY: usize = 4096;
 
 /// A domain claimed by a virtual host, to reject it in another.
 struct ClaimedDomain<'a> {
@@ -31,11 +32,29 @@ struct ClaimedDomain<'a> {
     place: Place,
 }
 
-/// Decodes an inline `route_config`; `clusters` are the defined cluster names.
+/// What a route config is read against.
+pub(super) struct Scope<'c, 'n> {
+    /// The defined cluster names, which forwards must name.
+    pub(super) clusters: &'c UniqueNames<'n>,
+    /// The listener's `per_connection_buffer_limit_bytes` (0: no limit).
+    pub(super) connection_buffer_limit: u32,
+}
+
+/// What the routes of one virtual host inherit from it and from the listener.
+struct Inherited<'p> {
+    /// The virtual host's `retry_policy`, for routes that have none.
+    retry_policy: Option<&'p RetryPolicy>,
+    /// The virtual host's `per_request_buffer_limit_bytes`.
+    buffer_limit: Option<u32>,
+    /// The listener's `per_connection_buffer_limit_bytes` (0: no limit).
+    connection_buffer_limit: u32,
+}
+
+/// Decodes an inline `route_config`.
 pub(super) fn route_config(
     sink: &mut Sink,
     node: &Node<'_>,
-    clusters: &UniqueNames<'_>,
+    scope: &Scope<'_, '_>,
 ) -> Option<RouteConfig> {
     let config = node.open(sink, &ROUTE_CONFIGURATION)?;
     let name = config.optional(sink, "name", String::new(), owned_string);
@@ -43,7 +62,7 @@ pub(super) fn route_config(
     let mut domains = Vec::new();
     let virtual_hosts = config.optional(sink, "virtual_hosts", vec![], |list, sink| {
         each(sink, list, |sink, item| {
-            virtual_host(sink, item, &mut names, &mut domains, clusters)
+            virtual_host(sink, item, &mut names, &mut domains, scope)
         })
     });
     Some(RouteConfig {
@@ -57,7 +76,7 @@ fn virtual_host<'a>(
     node: &Node<'a>,
     names: &mut UniqueNames<'a>,
     claimed: &mut Vec<ClaimedDomain<'a>>,
-    clusters: &UniqueNames<'_>,
+    scope: &Scope<'_, '_>,
 ) -> Option<VirtualHost> {
     let host = node.open(sink, &VIRTUAL_HOST)?;
     let name = host.require(sink, "name").and_then(|node| {
@@ -78,9 +97,29 @@ fn virtual_host<'a>(
         }
         Some(patterns)
     });
-    let routes = host.optional(sink, "routes", vec![], |list, sink| {
-        each(sink, list, |sink, item| route(sink, item, clusters))
+    // Envoy does not merge a route's retry_policy with this one: it wins whole.
+    let retry_policy = host.optional(sink, "retry_policy", None, |node, sink| {
+        retry::policy(sink, node).map(Some)
     });
+    let buffer_limit = host.optional(
+        sink,
+        "per_request_buffer_limit_bytes",
+        None,
+        |node, sink| node.u32_wrapper(sink).map(Some),
+    );
+    // Invalid inherited values are reported; the routes are still read.
+    let inherited = Inherited {
+        retry_policy: retry_policy.as_ref().and_then(Option::as_ref),
+        buffer_limit: buffer_limit.flatten(),
+        connection_buffer_limit: scope.connection_buffer_limit,
+    };
+    let routes = host.optional(sink, "routes", vec![], |list, sink| {
+        each(sink, list, |sink, item| {
+            route(sink, item, scope.clusters, &inherited)
+        })
+    });
+    retry_policy?;
+    buffer_limit?;
     Some(VirtualHost {
         name: name?.to_string(),
         domains: domains?,
@@ -166,7 +205,12 @@ fn claim_domain<'a>(
     }
 }
 
-fn route(sink: &mut Sink, node: &Node<'_>, clusters: &UniqueNames<'_>) -> Option<Route> {
+fn route(
+    sink: &mut Sink,
+    node: &Node<'_>,
+    clusters: &UniqueNames<'_>,
+    inherited: &Inherited<'_>,
+) -> Option<Route> {
     let route = node.open(sink, &ROUTE)?;
     let name = route.optional(sink, "name", String::new(), owned_string);
     let matcher = route
@@ -178,6 +222,16 @@ fn route(sink: &mut Sink, node: &Node<'_>, clusters: &UniqueNames<'_>) -> Option
             path: PathMatch::Regex(_),
             ..
         })
+    );
+    let buffer_limit = route.optional(
+        sink,
+        "per_request_buffer_limit_bytes",
+        inherited.buffer_limit,
+        |node, sink| node.u32_wrapper(sink).map(Some),
+    );
+    let retry_buffer_limit = retry::buffer_limit(
+        buffer_limit.unwrap_or(inherited.buffer_limit),
+        inherited.connection_buffer_limit,
     );
     const ACTIONS: &[&str] = &[
         "route",
@@ -193,13 +247,23 @@ fn route(sink: &mut Sink, node: &Node<'_>, clusters: &UniqueNames<'_>) -> Option
         "a route needs \"route\" or \"direct_response\"",
     ) {
         Some(("route", node)) => {
-            forward(sink, &node, regex_path, clusters).map(RouteAction::Forward)
+            let host_policy = inherited.retry_policy;
+            forward(
+                sink,
+                &node,
+                regex_path,
+                clusters,
+                host_policy,
+                retry_buffer_limit,
+            )
+            .map(RouteAction::Forward)
         }
         Some(("direct_response", node)) => {
-            direct_response(sink, &node).map(RouteAction::DirectResponse)
+            direct_response::decode(sink, &node).map(RouteAction::DirectResponse)
         }
         _ => None, // missing, or an unsupported action (both reported)
     };
+    buffer_limit?;
     Some(Route {
         name: name?,
         matcher: matcher?,
@@ -337,11 +401,15 @@ fn non_empty(sink: &mut Sink, node: &Node<'_>) -> Option<String> {
     node.non_empty_string(sink).map(str::to_string)
 }
 
+/// A `route` action, with the virtual host's retry policy (for when it has
+/// none) and the route's resolved buffer limit for retries.
 fn forward(
     sink: &mut Sink,
     node: &Node<'_>,
     regex_path: bool,
     clusters: &UniqueNames<'_>,
+    host_retry_policy: Option<&RetryPolicy>,
+    retry_buffer_limit: u32,
 ) -> Option<ForwardAction> {
     let action = node.open(sink, &ROUTE_ACTION)?;
     const TARGETS: &[&str] = &[
@@ -390,67 +458,22 @@ fn forward(
     let host_rewrite_literal = action.optional(sink, "host_rewrite_literal", None, |node, sink| {
         non_empty(sink, node).map(Some)
     });
+    let priority = action.optional(sink, "priority", RoutingPriority::Default, |node, sink| {
+        node.enumeration(sink, ROUTING_PRIORITIES)
+    });
+    let retry_policy = action.optional(
+        sink,
+        "retry_policy",
+        host_retry_policy.cloned(),
+        |node, sink| retry::policy(sink, node).map(Some),
+    );
     Some(ForwardAction {
         cluster: cluster?,
         timeout: timeout?,
         prefix_rewrite: prefix_rewrite?,
         host_rewrite_literal: host_rewrite_literal?,
-        priority: RoutingPriority::Default,
-        retry_policy: None,
-        retry_buffer_limit: DEFAULT_BUFFER_LIMIT_BYTES,
+        priority: priority?,
+        retry_policy: retry_policy?,
+        retry_buffer_limit,
     })
-}
-
-fn direct_response(sink: &mut Sink, node: &Node<'_>) -> Option<DirectResponse> {
-    let action = node.open(sink, &DIRECT_RESPONSE_ACTION)?;
-    let status = action.require(sink, "status").and_then(|node| {
-        let status = node.u32(sink)?;
-        // Envoy's DirectResponseAction validation: 200 <= status < 600.
-        match u16::try_from(status) {
-            Ok(status) if (200..=599).contains(&status) => Some(status),
-            _ => {
-                node.report(
-                    sink,
-                    format!("status {status} is out of range: Envoy allows 200 to 599"),
-                );
-                None
-            }
-        }
-    });
-    let body = action.optional(sink, "body", None, |node, sink| body(sink, node).map(Some));
-    Some(DirectResponse {
-        status: status?,
-        body: body?,
-    })
-}
-
-/// A `DataSource` given inline (files and environment variables are not read).
-fn body(sink: &mut Sink, node: &Node<'_>) -> Option<Bytes> {
-    let source = node.open(sink, &DATA_SOURCE)?;
-    const SPECIFIERS: &[&str] = &[
-        "inline_string",
-        "inline_bytes",
-        "filename",
-        "environment_variable",
-    ];
-    let missing = "a body needs \"inline_string\" or \"inline_bytes\"";
-    let (bytes, at) = match one_of(sink, &source, SPECIFIERS, missing) {
-        Some(("inline_string", node)) => {
-            (Bytes::copy_from_slice(node.string(sink)?.as_bytes()), node)
-        }
-        Some(("inline_bytes", node)) => (Bytes::from(node.base64(sink)?), node),
-        _ => return None,
-    };
-    if bytes.len() > MAX_DIRECT_RESPONSE_BODY {
-        at.report(
-            sink,
-            format!(
-                "the body is {} bytes; Envoy's limit for a direct response body is \
-                 {MAX_DIRECT_RESPONSE_BODY} bytes",
-                bytes.len()
-            ),
-        );
-        return None;
-    }
-    Some(bytes)
 }

@@ -3,14 +3,18 @@
 //! and whole-config checks) have one test per error class with its exact
 //! path; `decoding` checks the model built from valid configs;
 //! `health_checks` and `health_check_errors` do both for
-//! `clusters[].health_checks[]` and the cluster fields health feeds on, and
-//! `outlier` for `clusters[].outlier_detection`.
+//! `clusters[].health_checks[]` and the cluster fields health feeds on,
+//! `outlier` for `clusters[].outlier_detection`, `retry` for retry
+//! policies and `retry_limits` for routing priority, buffer limits and retry
+//! budgets.
 
 mod decoding;
 mod errors;
 mod health_check_errors;
 mod health_checks;
 mod outlier;
+mod retry;
+mod retry_limits;
 mod rules;
 
 use std::path::Path;

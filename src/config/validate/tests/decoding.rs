@@ -395,7 +395,6 @@ fn realistic_envoy_bootstrap_names_each_missing_feature() {
         format!("{cluster}.health_checks[0].initial_jitter"),
         format!("{hcm}.drain_timeout"),
         format!("{hcm}.http_filters[0].name"),
-        format!("{hcm}.route_config.virtual_hosts[0].routes[0].route.retry_policy"),
         "static_resources.listeners[0].drain_type".to_string(),
     ];
     expected.sort();
