@@ -283,3 +283,41 @@ async fn stats_carry_envoys_names_in_text_and_prometheus() {
     );
     hale.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_traffic_ends_a_no_traffic_wait() {
+    let a = Upstream::start("a", Behaviour::Echo).await;
+    let b = Upstream::start("b", Behaviour::Echo).await;
+    // Checks every 50 ms once traffic flows, but an hour apart before.
+    let checks = "    health_checks:
+    - timeout: 0.5s
+      interval: 0.05s
+      no_traffic_interval: 3600s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      http_health_check:
+        path: /healthz
+";
+    let clusters = cluster(
+        "backend",
+        "ROUND_ROBIN",
+        &[(a.addr, 1, 0), (b.addr, 1, 0)],
+        checks,
+    );
+    let hale = Hale::start(&bootstrap(ROUTES, &clusters));
+    assert_eq!(flags_of(&hale, "backend", a.addr).await, "healthy");
+    let first_round = a.health.checks.load(Ordering::SeqCst);
+    // Traffic starts: the hour-long wait is cut to the traffic interval,
+    // so a failure is seen within the test's deadline (Envoy would wait
+    // out the hour).
+    assert_eq!(
+        get(&format!("{}/x", hale.url("listener_0")), &[])
+            .await
+            .status,
+        200
+    );
+    a.health.set_status(500);
+    wait_flags(&hale, "backend", a.addr, "/failed_active_hc").await;
+    assert!(a.health.checks.load(Ordering::SeqCst) > first_round);
+    hale.stop().await;
+}

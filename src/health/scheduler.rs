@@ -121,7 +121,7 @@ struct Shared {
     // keeps the mark (a probe finishing meanwhile must not undo it).
     passive_pending: Vec<AtomicUsize>,
     stats: CheckStats,
-    traffic: Counter,
+    traffic: Arc<FirstTraffic>,
     on_change: Box<dyn Fn() + Send + Sync>,
     on_pass: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
@@ -184,6 +184,46 @@ impl std::fmt::Debug for ActiveChecks {
     }
 }
 
+/// Whether a cluster has carried traffic yet, and a wake-up when it first
+/// does.
+///
+/// Envoy picks `no_traffic_interval` (60 s by default) for the next check
+/// while a cluster has had no traffic, and keeps that wait even when
+/// traffic starts a moment later: for up to a minute a failed host goes
+/// unnoticed by active checks while requests flow. hale cuts the wait
+/// short when the first connection is made (see docs/health.md).
+#[derive(Debug, Default)]
+pub struct FirstTraffic {
+    seen: std::sync::atomic::AtomicBool,
+    arrived: Notify,
+}
+
+impl FirstTraffic {
+    /// The cluster made (or tried) an upstream connection.
+    #[inline]
+    pub fn mark(&self) {
+        if !self.seen.load(Ordering::Relaxed) && !self.seen.swap(true, Ordering::AcqRel) {
+            self.arrived.notify_waiters();
+        }
+    }
+
+    /// Whether the cluster has had traffic.
+    pub fn seen(&self) -> bool {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the cluster has had traffic.
+    pub async fn arrived(&self) {
+        loop {
+            let notified = self.arrived.notified();
+            if self.seen() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Everything needed to start checking one cluster.
 pub struct ClusterChecks {
     /// The cluster's name.
@@ -192,9 +232,10 @@ pub struct ClusterChecks {
     pub checks: Vec<HealthCheck>,
     /// Its hosts, in the cluster's order.
     pub hosts: Vec<CheckedHost>,
-    /// `cluster.<name>.upstream_cx_total`: once non-zero the cluster has
-    /// seen traffic and the no-traffic intervals no longer apply.
-    pub traffic: Counter,
+    /// Set by the cluster's first upstream connection (Envoy reads
+    /// `upstream_cx_total`): from then on the no-traffic intervals no
+    /// longer apply.
+    pub traffic: Arc<FirstTraffic>,
     /// Run after any host's health changed (rebuild load-balancing state).
     pub on_change: Box<dyn Fn() + Send + Sync>,
     /// Run with a host's index after each passing check (outlier detection
@@ -349,9 +390,19 @@ impl SessionTask {
         let mut prober = Prober::new(hc, target.check_address, &shared.cluster);
         let mut traffic_seen = false;
         let mut next = Instant::now() + checker::initial_delay(hc, rand::random);
+        // How the last check went, to redo the wait when traffic starts.
+        let mut last: Option<(Instant, bool, Transition)> = None;
         loop {
             tokio::select! {
                 biased;
+                () = shared.traffic.arrived(), if !traffic_seen => {
+                    traffic_seen = true;
+                    if let Some((at, healthy, transition)) = last {
+                        let sooner = at + checker::next_interval(hc, healthy, transition, true, rand::random);
+                        next = next.min(sooner);
+                    }
+                    continue;
+                }
                 marked = self.passive.recv() => {
                     if marked.is_none() {
                         return;
@@ -401,19 +452,16 @@ impl SessionTask {
                 tracing::debug!(cluster = %self.shared.cluster, host = %target.check_address, check = %label, reason = reason.unwrap_or(""), "health check failed");
             }
             self.record(&session, &step, &source, log, reason);
-            if healthy {
-                if let Some(h) = self.shared.hosts.get(self.host) {
-                    h.health.liveness.check_passed(Instant::now());
-                }
-                if let Some(on_pass) = &self.shared.on_pass {
-                    on_pass(self.host);
-                }
+            if healthy && let Some(on_pass) = &self.shared.on_pass {
+                on_pass(self.host);
             }
             if first {
                 self.warmup.done_one();
             }
-            traffic_seen = traffic_seen || self.shared.traffic.value() > 0;
-            next = Instant::now()
+            traffic_seen = traffic_seen || self.shared.traffic.seen();
+            let now = Instant::now();
+            last = Some((now, healthy, step.transition));
+            next = now
                 + checker::next_interval(hc, healthy, step.transition, traffic_seen, rand::random);
         }
     }

@@ -7,10 +7,11 @@
 //! traffic notices sooner: the host has requests waiting for response
 //! headers, has answered none of them for a while, and its peers answer
 //! theirs. Such a host is flagged `UNRESPONSIVE` (an unhealthy flag, so
-//! panic mode still applies) until it answers anything again (a response,
-//! a passing active check), or, if nothing is waiting on it any more, until
-//! a hold time runs out and it gets a trial (the hold doubles with each
-//! strike, up to 30 s).
+//! panic mode still applies) until it answers one of the requests still
+//! waiting on it, or, once nothing waits on it any more, until a hold time
+//! runs out and it gets a trial (the hold doubles with each strike, up to
+//! 30 s). A passing active check does not clear the flag: a health
+//! endpoint that answers says little about requests that do not.
 //!
 //! "A while" is `unresponsive_after` (default 250 ms), or four times the
 //! slowest response-header latency the cluster has shown recently,
@@ -93,11 +94,6 @@ impl Liveness {
         let _ = self
             .awaiting
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
-
-    /// A passing active check: the host answers.
-    pub fn check_passed(&self, now: Instant) {
-        self.answered_ms.store(millis(now), Ordering::Relaxed);
     }
 }
 

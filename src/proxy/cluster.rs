@@ -250,6 +250,7 @@ impl Cluster {
                 UpstreamProtocol::Http1 => scope.counter("upstream_cx_http1_total"),
                 UpstreamProtocol::Http2 => scope.counter("upstream_cx_http2_total"),
             },
+            traffic: Arc::default(),
         };
         let stats = ClusterStats {
             upstream_rq_total: scope.counter("upstream_rq_total"),
@@ -379,7 +380,7 @@ impl Cluster {
                             health: Arc::clone(&h.health),
                         })
                         .collect(),
-                    traffic: conn.cx_total.clone(),
+                    traffic: Arc::clone(&conn.traffic),
                     on_change: Box::new(move || on_change.request_rebuild()),
                     on_pass,
                 },

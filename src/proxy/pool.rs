@@ -84,6 +84,8 @@ pub struct ConnStats {
     pub cx_connect_timeout: Counter,
     /// `cluster.<name>.upstream_cx_http1_total` / `upstream_cx_http2_total`.
     pub cx_protocol_total: Counter,
+    /// The cluster's first-traffic signal for its health checks.
+    pub traffic: Arc<crate::health::scheduler::FirstTraffic>,
 }
 
 /// Ends a connection's accounting when the connection task ends: stats,
@@ -403,6 +405,7 @@ impl WorkerPool {
         self.stats.cx_connect_fail.inc();
         self.stats.host_cx_total.fetch_add(1, Relaxed);
         self.stats.cx_total.inc();
+        self.stats.traffic.mark();
     }
 
     fn handshake_failed(&self, e: hyper::Error) -> SendError {
@@ -415,6 +418,7 @@ impl WorkerPool {
         self.stats.host_cx_total.fetch_add(1, Relaxed);
         self.stats.host_cx_active.fetch_add(1, Relaxed);
         self.stats.cx_total.inc();
+        self.stats.traffic.mark();
         self.stats.cx_active.inc();
         self.stats.cx_protocol_total.inc();
         LiveConnection {
