@@ -20,9 +20,11 @@
 //! listener (accept, hyper auto h1/h2c)
 //!   → proxy::handle: load the snapshot once, route (router.rs)
 //!     → direct_response or no route: error::LocalReply
-//!     → cluster.pick(): balancer candidates filtered by health::eligible
-//!       → pool.send() with the route timeout
-//!         → response streamed back (body.rs), stats counted at each step
+//!     → proxy::forward: max_requests permit, then per attempt:
+//!       → cluster.pick(): balancer candidates filtered by health::eligible
+//!         → pool.send() under the route and per-try timers
+//!           → retriable (retry.rs)? back-off, body replayed (replay.rs)
+//!           → else response streamed back (body.rs), stats at each step
 //! ```
 //!
 //! Imports point one way: `main → server → {admin, proxy} → health → config`;
