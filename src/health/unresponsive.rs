@@ -56,7 +56,10 @@ fn millis(at: Instant) -> u64 {
 
 /// What the data path and the active checks record about one host's
 /// answers. Relaxed atomics: the watch tolerates a stale read for a tick.
+// On a cache line of its own: written on every request, while the host's
+// flags next to it are read on every pick.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct Liveness {
     // Attempts waiting for response headers.
     awaiting: AtomicU32,
@@ -91,9 +94,8 @@ impl Liveness {
     /// An attempt is over (answered or not).
     #[inline]
     pub fn attempt_ended(&self) {
-        let _ = self
-            .awaiting
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        // Paired with `attempt_started` by the data path's guard.
+        self.awaiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -48,9 +48,9 @@ impl Resource {
         taken
     }
 
-    fn give(&self) {
+    fn give(&self, limit: u32) {
         let before = self.count.fetch_sub(1, Ordering::AcqRel);
-        if before <= self.limit.max(1) {
+        if before <= limit.max(1) {
             self.open.set(0);
         }
     }
@@ -142,7 +142,7 @@ pub struct Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(tier) = self.breakers.tiers.get(self.tier) {
-            tier.resource(self.kind).give();
+            tier.resource(self.kind).give(tier.limit(self.kind));
         }
     }
 }

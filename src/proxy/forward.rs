@@ -174,7 +174,7 @@ pub(super) async fn forward(
                     drop(resp);
                     end.abandon_attempt();
                     if let Err(reply) = back_off(wait, &deadlines, progress.as_deref()).await {
-                        return reply.respond(end, grpc);
+                        return reply.respond(cluster, end, grpc);
                     }
                     continue;
                 }
@@ -208,7 +208,7 @@ pub(super) async fn forward(
             // The client's side timed out: not the upstream's fault, so its
             // stats are not charged.
             Outcome::Expired(e @ (Expired::Request | Expired::StreamIdle)) => {
-                return Stop::Client(e).respond(end, grpc);
+                return Stop::Client(e).respond(cluster, end, grpc);
             }
             Outcome::Failed(e) => {
                 // Envoy: a connect failure and a reset before headers are
@@ -255,7 +255,7 @@ pub(super) async fn forward(
                 host.stats.rq_error.fetch_add(1, Ordering::Relaxed);
                 end.abandon_attempt();
                 if let Err(stop) = back_off(wait, &deadlines, progress.as_deref()).await {
-                    return stop.respond(end, grpc);
+                    return stop.respond(cluster, end, grpc);
                 }
             }
             None => return end.finish_failed(reply, grpc),
@@ -285,7 +285,9 @@ async fn attempt(
     progress: Option<&RequestProgress>,
 ) -> Outcome {
     let started = deadlines.attempt_started;
-    let waiting = Waiting::start(host, started);
+    // Only a request without a body counts toward the host's liveness: an
+    // upload still arriving is not the host's silence.
+    let waiting = progress.is_none().then(|| Waiting::start(host, started));
     let send = host.pool.send(req, priority);
     tokio::pin!(send);
     let timer = tokio::time::sleep_until(deadlines.next(progress).unwrap_or(started + FAR_FUTURE));
@@ -295,7 +297,9 @@ async fn attempt(
             biased;
             sent = &mut send => return match sent {
                 Ok((resp, sender)) => {
-                    waiting.answered();
+                    if let Some(w) = &waiting {
+                        w.answered();
+                    }
                     Outcome::Response(resp, sender)
                 }
                 Err(SendError::Overflow) => Outcome::Overflow,
@@ -382,10 +386,13 @@ fn retry_decision(
     cluster: &Cluster,
     priority: RoutingPriority,
 ) -> Option<Duration> {
+    // A body that outgrew its replay buffer (or failed) cannot be sent
+    // again: from then on the request has no retry state at all, as in
+    // Envoy, so nothing more is counted (never half-sent twice).
+    if !source.replayable() {
+        *retries = None;
+    }
     let r = retries.as_mut()?;
-    // A body that outgrew its replay buffer cannot be sent again: the
-    // request is not retried at all (never half-sent twice).
-    let retriable = retriable && source.replayable();
     match r.decide(
         retriable,
         &cluster.breakers,
@@ -411,9 +418,16 @@ enum Stop {
 }
 
 impl Stop {
-    fn respond(self, end: RequestEnd, grpc: bool) -> Response<ResponseBody> {
+    fn respond(self, cluster: &Cluster, end: RequestEnd, grpc: bool) -> Response<ResponseBody> {
         match self {
-            Stop::RouteTimeout => end.finish_failed(LocalReply::UpstreamTimeout, grpc),
+            Stop::RouteTimeout => {
+                // Between tries no attempt holds the 504: the cluster is
+                // charged here, as Envoy charges it.
+                cluster.stats.upstream_rq_timeout.inc();
+                let status = LocalReply::UpstreamTimeout.status().as_u16();
+                cluster.stats.upstream_rq.record(status);
+                end.finish_failed(LocalReply::UpstreamTimeout, grpc)
+            }
             Stop::Client(Expired::StreamIdle) => {
                 end.stats.downstream_rq_idle_timeout.inc();
                 end.finish_local(LocalReply::StreamIdleTimeout.into_response(grpc))

@@ -14,7 +14,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -47,6 +47,12 @@ struct Shared {
     // The limit was exceeded: `kept` is empty and cannot be replayed.
     overflowed: bool,
     ended: bool,
+    // The downstream body failed (client gone, bad chunk): no attempt may
+    // send it, complete or not.
+    failed: bool,
+    // The reader parked on `source`, woken when a newer attempt takes over
+    // so its connection sees the takeover and ends.
+    parked: Option<Waker>,
     // The attempt allowed to read on; older ones fail their next poll.
     current: u32,
 }
@@ -81,6 +87,11 @@ impl Kept {
     }
 }
 
+/// The downstream body failed earlier; it can be sent by no attempt.
+#[derive(Debug, thiserror::Error)]
+#[error("the downstream request body failed")]
+pub struct SourceFailed;
+
 /// An attempt's body was replaced by a newer attempt's.
 #[derive(Debug, thiserror::Error)]
 #[error("request body taken over by a retry")]
@@ -98,6 +109,8 @@ impl Replay {
                 read: 0,
                 overflowed: false,
                 ended: false,
+                failed: false,
+                parked: None,
                 current: 0,
             }),
             progress,
@@ -117,10 +130,13 @@ impl Replay {
     /// on; `None` once the body outgrew the limit.
     pub fn attempt(self: &Arc<Self>) -> Option<AttemptBody> {
         let mut shared = self.lock();
-        if shared.overflowed {
+        if shared.overflowed || shared.failed {
             return None;
         }
         shared.current = shared.current.wrapping_add(1);
+        if let Some(waker) = shared.parked.take() {
+            waker.wake();
+        }
         Some(AttemptBody {
             replay: Arc::clone(self),
             attempt: shared.current,
@@ -131,7 +147,8 @@ impl Replay {
 
     /// Whether a new attempt could still send the whole body.
     pub fn replayable(&self) -> bool {
-        !self.lock().overflowed
+        let shared = self.lock();
+        !shared.overflowed && !shared.failed
     }
 }
 
@@ -170,6 +187,9 @@ impl Body for AttemptBody {
         if shared.current != this.attempt {
             return Poll::Ready(Some(Err(Box::new(Superseded))));
         }
+        if shared.failed {
+            return Poll::Ready(Some(Err(Box::new(SourceFailed))));
+        }
         if this.position < shared.read {
             // A retry: what earlier attempts read comes first.
             let Some(kept) = shared.kept.get(this.position) else {
@@ -184,14 +204,17 @@ impl Body for AttemptBody {
         }
         let polled = Pin::new(&mut shared.source).poll_frame(cx);
         match polled {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                shared.parked = Some(cx.waker().clone());
+                Poll::Pending
+            }
             Poll::Ready(None) => {
                 shared.ended = true;
                 replay.progress.finish();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
-                shared.ended = true;
+                shared.failed = true;
                 replay.progress.finish();
                 Poll::Ready(Some(Err(Box::new(e))))
             }
@@ -312,5 +335,94 @@ mod tests {
         assert_eq!(all.len(), 20);
         assert!(!replay.replayable());
         assert!(replay.attempt().is_none());
+    }
+
+    /// A chunked upload whose client sent `first` and then, with `close`,
+    /// shut its side (a broken body).
+    async fn raw_upload(first: &'static [u8], close: bool) -> (Incoming, tokio::net::TcpStream) {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(req.into_body()).await;
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+            first.len()
+        );
+        client.write_all(head.as_bytes()).await.unwrap();
+        client.write_all(first).await.unwrap();
+        client.write_all(b"\r\n").await.unwrap();
+        if close {
+            client.shutdown().await.unwrap();
+        }
+        (rx.recv().await.unwrap(), client)
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_is_never_sent_again() {
+        let (source, _client) = raw_upload(b"hello", true).await;
+        let progress = Arc::new(RequestProgress::new(tokio::time::Instant::now()));
+        let replay = Replay::new(source, progress, 1024);
+        let first = replay.attempt().unwrap();
+        assert!(first.collect().await.is_err());
+        // Not as a truncated "complete" body on another host.
+        assert!(!replay.replayable());
+        assert!(replay.attempt().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_superseded_reader_is_woken_to_see_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::Wake;
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (source, _client) = raw_upload(b"hello", false).await;
+        let progress = Arc::new(RequestProgress::new(tokio::time::Instant::now()));
+        let replay = Replay::new(source, progress, 1024);
+        let mut first = replay.attempt().unwrap();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        // Read what there is, until the reader parks on the source.
+        let mut parked = false;
+        for _ in 0..1000 {
+            match Pin::new(&mut first).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Pending => {
+                    parked = true;
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(parked);
+        let before = count.0.load(Ordering::SeqCst);
+        let _second = replay.attempt().unwrap();
+        assert!(
+            count.0.load(Ordering::SeqCst) > before,
+            "the old reader was woken"
+        );
+        assert!(matches!(
+            Pin::new(&mut first).poll_frame(&mut cx),
+            Poll::Ready(Some(Err(_)))
+        ));
     }
 }
