@@ -298,3 +298,33 @@ async fn a_high_priority_route_counts_against_the_high_thresholds() {
     high.abort();
     hale.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_policy_a_request_refused_a_connection_goes_to_another_host_once() {
+    let dead = refused();
+    let good = Upstream::start("good", Behaviour::Echo).await;
+    let clusters = cluster(
+        "backend",
+        "ROUND_ROBIN",
+        &[(dead.addr, 1, 0), (good.addr, 1, 0)],
+        "",
+    );
+    let hale = Hale::start(&bootstrap(&routes("", ""), &clusters));
+    let url = format!("{}/x", hale.url("listener_0"));
+    for _ in 0..4 {
+        assert_eq!(get(&url, &[]).await.status, 200);
+    }
+    // Nothing was sent to the dead host, so no retry policy was needed.
+    assert!(hale.stat("cluster.backend.upstream_rq_unsent_repick") >= 1);
+    assert_eq!(hale.stat("cluster.backend.upstream_rq_retry"), 0);
+    hale.stop().await;
+
+    // A single host has nowhere else to go: Envoy's 503.
+    let dead = refused();
+    let clusters = cluster("backend", "ROUND_ROBIN", &[(dead.addr, 1, 0)], "");
+    let hale = Hale::start(&bootstrap(&routes("", ""), &clusters));
+    let reply = get(&format!("{}/x", hale.url("listener_0")), &[]).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(hale.stat("cluster.backend.upstream_rq_unsent_repick"), 0);
+    hale.stop().await;
+}

@@ -111,6 +111,9 @@ pub struct ClusterStats {
     pub lb_healthy_panic: Counter,
     /// `upstream_rq_retry*` and `upstream_rq_per_try_timeout`.
     pub retries: RetryStats,
+    /// `upstream_rq_unsent_repick` (hale's): requests refused a connection
+    /// before being sent, sent to another host instead (no retry policy).
+    pub upstream_rq_unsent_repick: Counter,
 }
 
 /// `membership_*` gauges.
@@ -262,6 +265,7 @@ impl Cluster {
             upstream_cx_none_healthy: scope.counter("upstream_cx_none_healthy"),
             lb_healthy_panic: scope.counter("lb_healthy_panic"),
             retries: RetryStats::new(&scope),
+            upstream_rq_unsent_repick: scope.counter("upstream_rq_unsent_repick"),
         };
         let membership = Membership {
             total: scope.gauge("membership_total"),

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::body::{RequestBody, ResponseBody, StreamDeadlines};
 use super::cluster::{Cluster, Host};
-use super::pool::SendError;
+use super::pool::{Failed, SendError};
 use super::replay::Replay;
 use super::retry::{Decision, Failure, Retries};
 use super::router::{RequestView, header_matches};
@@ -107,42 +107,45 @@ pub(super) async fn forward(
         attempt_started: received,
     };
 
+    // A request refused a connection before any byte of it was written,
+    // with the host it goes to instead (see below).
+    let mut resend: Option<(Arc<Host>, Request<RequestBody>)> = None;
+    let mut repicked = false;
     loop {
-        // Pick.
-        let picked = match &retries {
-            Some(r) if r.reselect_attempts() > 0 => {
-                cluster.pick_avoiding(|h| r.avoids(h.index), r.reselect_attempts())
+        let (host, request) = match resend.take() {
+            Some(again) => again,
+            None => {
+                // Pick.
+                let picked = match &retries {
+                    Some(r) if r.reselect_attempts() > 0 => {
+                        cluster.pick_avoiding(|h| r.avoids(h.index), r.reselect_attempts())
+                    }
+                    _ => cluster.pick(),
+                };
+                let Some(host) = picked.cloned() else {
+                    cluster.stats.upstream_cx_none_healthy.inc();
+                    return end.finish_local(LocalReply::NoHealthyUpstream.into_response(grpc));
+                };
+                if let Some(r) = retries.as_mut() {
+                    r.tried(host.index);
+                }
+                let parts = if retries.is_some() {
+                    head.as_ref().map(clone_head)
+                } else {
+                    head.take()
+                };
+                let (Some(parts), Some(body)) = (parts, next_body.take()) else {
+                    // Unreachable: a retry is only decided with a body to send.
+                    return end.finish_local(LocalReply::NoHealthyUpstream.into_response(grpc));
+                };
+                (host, Request::from_parts(parts, body))
             }
-            _ => cluster.pick(),
-        };
-        let Some(host) = picked.cloned() else {
-            cluster.stats.upstream_cx_none_healthy.inc();
-            return end.finish_local(LocalReply::NoHealthyUpstream.into_response(grpc));
-        };
-        if let Some(r) = retries.as_mut() {
-            r.tried(host.index);
-        }
-        let parts = if retries.is_some() {
-            head.as_ref().map(clone_head)
-        } else {
-            head.take()
-        };
-        let (Some(parts), Some(body)) = (parts, next_body.take()) else {
-            // Unreachable: a retry is only decided with a body to send.
-            return end.finish_local(LocalReply::NoHealthyUpstream.into_response(grpc));
         };
 
         // Forward.
         end.begin_attempt(cluster, &host, progress.as_ref());
         deadlines.attempt_started = Instant::now();
-        let outcome = attempt(
-            &host,
-            Request::from_parts(parts, body),
-            priority,
-            &deadlines,
-            progress.as_deref(),
-        )
-        .await;
+        let outcome = attempt(&host, request, priority, &deadlines, progress.as_deref()).await;
 
         // Observe.
         let failure = match outcome {
@@ -210,7 +213,29 @@ pub(super) async fn forward(
             Outcome::Expired(e @ (Expired::Request | Expired::StreamIdle)) => {
                 return Stop::Client(e).respond(cluster, end, grpc);
             }
-            Outcome::Failed(e) => {
+            Outcome::Failed(e, unsent) => {
+                // hale: a request that no connection could be had for was
+                // never sent; without a retry policy it goes once to another
+                // host instead of failing (nginx's default
+                // `proxy_next_upstream error` does the same). Outlier
+                // detection still hears of the failure. With a policy, its
+                // `connect-failure` rules decide.
+                if retries.is_none()
+                    && !repicked
+                    && matches!(e, SendError::ConnectTimeout | SendError::Connect(_))
+                    && let Some(unsent) = unsent
+                    && let Some(other) = cluster
+                        .pick_avoiding(|h| h.index == host.index, 2)
+                        .filter(|h| h.index != host.index)
+                {
+                    cluster.observe(&host, Observation::ConnectFailed);
+                    host.stats.rq_error.fetch_add(1, Ordering::Relaxed);
+                    cluster.stats.upstream_rq_unsent_repick.inc();
+                    repicked = true;
+                    resend = Some((Arc::clone(other), unsent));
+                    end.abandon_attempt();
+                    continue;
+                }
                 // Envoy: a connect failure and a reset before headers are
                 // both local-origin connection failures for outlier detection.
                 cluster.observe(&host, Observation::ConnectFailed);
@@ -267,8 +292,9 @@ pub(super) async fn forward(
 enum Outcome {
     /// Response headers (and, for HTTP/1.1, the connection to park later).
     Response(Response<Incoming>, Option<http1::SendRequest<RequestBody>>),
-    /// No response: connect failure or reset.
-    Failed(SendError),
+    /// No response: connect failure or reset (with the request back when
+    /// it was never sent).
+    Failed(SendError, Option<Request<RequestBody>>),
     /// A circuit breaker refused it; nothing was sent.
     Overflow,
     /// A deadline passed first.
@@ -302,8 +328,8 @@ async fn attempt(
                     }
                     Outcome::Response(resp, sender)
                 }
-                Err(SendError::Overflow) => Outcome::Overflow,
-                Err(e) => Outcome::Failed(e),
+                Err(Failed { error: SendError::Overflow, .. }) => Outcome::Overflow,
+                Err(Failed { error, unsent }) => Outcome::Failed(error, unsent),
             },
             () = &mut timer => {
                 let now = Instant::now();

@@ -58,6 +58,31 @@ pub enum SendError {
     Overflow,
 }
 
+/// A send that failed, with the request handed back when not a byte of it
+/// was written (no connection could be had), so it may go elsewhere.
+pub struct Failed {
+    /// Why.
+    pub error: SendError,
+    /// The request, if it was never sent.
+    pub unsent: Option<Request<RequestBody>>,
+}
+
+impl Failed {
+    fn unsent(error: SendError, req: Request<RequestBody>) -> Self {
+        Self {
+            error,
+            unsent: Some(req),
+        }
+    }
+
+    fn sent(error: hyper::Error) -> Self {
+        Self {
+            error: SendError::Http(error),
+            unsent: None,
+        }
+    }
+}
+
 impl SendError {
     /// True when no connection was made (the request never left hale).
     pub fn is_connect_failure(&self) -> bool {
@@ -156,7 +181,7 @@ impl HostPool {
         &self,
         req: Request<RequestBody>,
         priority: RoutingPriority,
-    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
+    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), Failed> {
         self.mine().send(req, priority).await
     }
 
@@ -212,12 +237,15 @@ impl WorkerPool {
         &self,
         req: Request<RequestBody>,
         priority: RoutingPriority,
-    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
+    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), Failed> {
         match self.protocol {
             UpstreamProtocol::Http1 => self.send_h1(req, priority).await,
             UpstreamProtocol::Http2 => {
-                let mut sender = self.h2_sender(priority).await?;
-                let resp = sender.send_request(req).await?;
+                let mut sender = match self.h2_sender(priority).await {
+                    Ok(sender) => sender,
+                    Err(error) => return Err(Failed::unsent(error, req)),
+                };
+                let resp = sender.send_request(req).await.map_err(Failed::sent)?;
                 Ok((resp, None))
             }
         }
@@ -227,7 +255,7 @@ impl WorkerPool {
         &self,
         mut req: Request<RequestBody>,
         priority: RoutingPriority,
-    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
+    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), Failed> {
         // Held while this request waits for a connection (max_connections).
         let mut pending = None;
         loop {
@@ -252,13 +280,20 @@ impl WorkerPool {
                     Ok(resp) => return Ok((resp, Some(sender))),
                     Err(mut e) => match e.take_message() {
                         Some(unsent) => req = unsent,
-                        None => return Err(SendError::Http(e.into_error())),
+                        None => return Err(Failed::sent(e.into_error())),
                     },
                 }
             }
-            if let Some(permit) = self.connection_or_pending(&mut pending, priority)? {
-                let mut sender = self.dial_h1(permit).await?;
-                let resp = sender.send_request(req).await?;
+            let permit = match self.connection_or_pending(&mut pending, priority) {
+                Ok(permit) => permit,
+                Err(error) => return Err(Failed::unsent(error, req)),
+            };
+            if let Some(permit) = permit {
+                let mut sender = match self.dial_h1(permit).await {
+                    Ok(sender) => sender,
+                    Err(error) => return Err(Failed::unsent(error, req)),
+                };
+                let resp = sender.send_request(req).await.map_err(Failed::sent)?;
                 return Ok((resp, Some(sender)));
             }
             freed.await;
