@@ -69,12 +69,7 @@ impl Body for RequestBody {
             RequestBodyProj::Streaming { mut body, progress } => {
                 let polled = body.as_mut().poll_frame(cx);
                 if let Some(p) = progress {
-                    match &polled {
-                        Poll::Ready(None) | Poll::Ready(Some(Err(_))) => p.finish(),
-                        Poll::Ready(Some(Ok(_))) if body.is_end_stream() => p.finish(),
-                        Poll::Ready(Some(Ok(_))) => p.touch(),
-                        Poll::Pending => {}
-                    }
+                    p.record(&polled, body.is_end_stream());
                 }
                 polled.map(|o| o.map(|r| r.map_err(BodyError::from)))
             }

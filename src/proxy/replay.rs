@@ -203,6 +203,8 @@ impl Body for AttemptBody {
             return Poll::Ready(None);
         }
         let polled = Pin::new(&mut shared.source).poll_frame(cx);
+        let ended_after = shared.source.is_end_stream();
+        replay.progress.record(&polled, ended_after);
         match polled {
             Poll::Pending => {
                 shared.parked = Some(cx.waker().clone());
@@ -210,12 +212,10 @@ impl Body for AttemptBody {
             }
             Poll::Ready(None) => {
                 shared.ended = true;
-                replay.progress.finish();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
                 shared.failed = true;
-                replay.progress.finish();
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             Poll::Ready(Some(Ok(frame))) => {
@@ -233,12 +233,7 @@ impl Body for AttemptBody {
                         }
                     }
                 }
-                if shared.source.is_end_stream() {
-                    shared.ended = true;
-                    replay.progress.finish();
-                } else {
-                    replay.progress.touch();
-                }
+                shared.ended = ended_after;
                 drop(shared);
                 this.deliver(frame)
             }

@@ -51,6 +51,18 @@ impl RequestProgress {
         self.complete.store(true, Ordering::Relaxed);
     }
 
+    /// Records what polling the downstream body gave: a frame moves the
+    /// clock; the end, an error or the last frame (`ended_after`) finish it.
+    pub fn record<T, E>(&self, polled: &std::task::Poll<Option<Result<T, E>>>, ended_after: bool) {
+        use std::task::Poll;
+        match polled {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Ready(Some(Ok(_))) if ended_after => self.finish(),
+            Poll::Ready(Some(Ok(_))) => self.touch(),
+            Poll::Pending => {}
+        }
+    }
+
     /// Whether the body's last byte has been read.
     pub fn is_complete(&self) -> bool {
         self.complete.load(Ordering::Relaxed)
