@@ -261,18 +261,20 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
 
-    /// Serves one HTTP/1.1 connection whose request bodies are handed to
-    /// the test (a real `Incoming` needs a real connection).
-    async fn incoming_body(chunks: Vec<&'static [u8]>) -> Incoming {
+    /// Serves one HTTP/1.1 connection and hands its request's body to the
+    /// test (a real `Incoming` needs a real connection); the response is
+    /// held back so the connection stays up.
+    async fn body_server() -> (std::net::SocketAddr, mpsc::Receiver<Incoming>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, mut rx) = mpsc::channel(1);
+        let (tx, rx) = mpsc::channel(1);
         tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let tx = tx.clone();
                 async move {
                     let _ = tx.send(req.into_body()).await;
+                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
                     Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
                 }
             });
@@ -280,6 +282,12 @@ mod tests {
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+        (addr, rx)
+    }
+
+    /// The body of a request whose client sends `chunks`.
+    async fn incoming_body(chunks: Vec<&'static [u8]>) -> Incoming {
+        let (addr, mut rx) = body_server().await;
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -336,23 +344,7 @@ mod tests {
     /// shut its side (a broken body).
     async fn raw_upload(first: &'static [u8], close: bool) -> (Incoming, tokio::net::TcpStream) {
         use tokio::io::AsyncWriteExt;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, mut rx) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(req.into_body()).await;
-                    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-                    Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
+        let (addr, mut rx) = body_server().await;
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let head = format!(
             "POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
