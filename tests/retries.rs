@@ -27,6 +27,12 @@ fn routes(route_extra: &str, vhost_extra: &str) -> String {
     )
 }
 
+/// Cluster `backend`: `hosts`, round robin, nothing else.
+fn round_robin(hosts: &[std::net::SocketAddr]) -> String {
+    let endpoints: Vec<_> = hosts.iter().map(|&a| (a, 1, 0)).collect();
+    cluster("backend", "ROUND_ROBIN", &endpoints, "")
+}
+
 const RETRY_5XX: &str = "                  retry_policy:
                     retry_on: 5xx
                     num_retries: 2
@@ -39,12 +45,7 @@ const RETRY_5XX: &str = "                  retry_policy:
 async fn a_5xx_is_retried_on_another_host() {
     let bad = Upstream::start("bad", Behaviour::Status(503)).await;
     let good = Upstream::start("good", Behaviour::Echo).await;
-    let clusters = cluster(
-        "backend",
-        "ROUND_ROBIN",
-        &[(bad.addr, 1, 0), (good.addr, 1, 0)],
-        "",
-    );
+    let clusters = round_robin(&[bad.addr, good.addr]);
     let hale = Hale::start(&bootstrap(&routes(RETRY_5XX, ""), &clusters));
     let url = format!("{}/x", hale.url("listener_0"));
     for _ in 0..6 {
@@ -69,7 +70,7 @@ async fn a_5xx_is_retried_on_another_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_retries_spent_the_last_answer_goes_to_the_client() {
     let bad = Upstream::start("bad", Behaviour::Status(503)).await;
-    let clusters = cluster("backend", "ROUND_ROBIN", &[(bad.addr, 1, 0)], "");
+    let clusters = round_robin(&[bad.addr]);
     let hale = Hale::start(&bootstrap(&routes(RETRY_5XX, ""), &clusters));
     let reply = get(&format!("{}/x", hale.url("listener_0")), &[]).await;
     assert_eq!(reply.status, 503);
@@ -93,12 +94,7 @@ async fn with_retries_spent_the_last_answer_goes_to_the_client() {
 async fn a_refused_connection_is_retried_on_connect_failure() {
     let dead = refused();
     let good = Upstream::start("good", Behaviour::Echo).await;
-    let clusters = cluster(
-        "backend",
-        "ROUND_ROBIN",
-        &[(dead.addr, 1, 0), (good.addr, 1, 0)],
-        "",
-    );
+    let clusters = round_robin(&[dead.addr, good.addr]);
     let policy = "                  retry_policy:
                     retry_on: connect-failure
                     num_retries: 1
@@ -117,12 +113,7 @@ async fn a_refused_connection_is_retried_on_connect_failure() {
 async fn a_hung_try_is_cut_at_per_try_timeout_and_retried() {
     let hung = Upstream::start("hung", Behaviour::Hang).await;
     let good = Upstream::start("good", Behaviour::Echo).await;
-    let clusters = cluster(
-        "backend",
-        "ROUND_ROBIN",
-        &[(hung.addr, 1, 0), (good.addr, 1, 0)],
-        "",
-    );
+    let clusters = round_robin(&[hung.addr, good.addr]);
     let policy = "                  timeout: 20s
                   retry_policy:
                     retry_on: reset
@@ -157,12 +148,7 @@ static BODY: [u8; 1000] = [b'b'; 1000];
 async fn a_kept_body_is_sent_whole_again() {
     let bad = Upstream::start("bad", Behaviour::Status(503)).await;
     let sink = Upstream::start("sink", Behaviour::Sink).await;
-    let clusters = cluster(
-        "backend",
-        "ROUND_ROBIN",
-        &[(bad.addr, 1, 0), (sink.addr, 1, 0)],
-        "",
-    );
+    let clusters = round_robin(&[bad.addr, sink.addr]);
     let hale = Hale::start(&bootstrap(&routes(RETRY_5XX, ""), &clusters));
     let url = format!("{}/upload", hale.url("listener_0"));
     let client = h1_client();
@@ -183,12 +169,7 @@ async fn a_kept_body_is_sent_whole_again() {
 async fn a_body_past_the_buffer_limit_is_not_retried() {
     let bad = Upstream::start("bad", Behaviour::Status(503)).await;
     let sink = Upstream::start("sink", Behaviour::Sink).await;
-    let clusters = cluster(
-        "backend",
-        "ROUND_ROBIN",
-        &[(bad.addr, 1, 0), (sink.addr, 1, 0)],
-        "",
-    );
+    let clusters = round_robin(&[bad.addr, sink.addr]);
     // The limit on the virtual host; the route's policy retries 5xx.
     let hale = Hale::start(&bootstrap(
         &routes(
@@ -303,12 +284,7 @@ async fn a_high_priority_route_counts_against_the_high_thresholds() {
 async fn without_a_policy_a_request_refused_a_connection_goes_to_another_host_once() {
     let dead = refused();
     let good = Upstream::start("good", Behaviour::Echo).await;
-    let clusters = cluster(
-        "backend",
-        "ROUND_ROBIN",
-        &[(dead.addr, 1, 0), (good.addr, 1, 0)],
-        "",
-    );
+    let clusters = round_robin(&[dead.addr, good.addr]);
     let hale = Hale::start(&bootstrap(&routes("", ""), &clusters));
     let url = format!("{}/x", hale.url("listener_0"));
     for _ in 0..4 {
@@ -321,7 +297,7 @@ async fn without_a_policy_a_request_refused_a_connection_goes_to_another_host_on
 
     // A single host has nowhere else to go: Envoy's 503.
     let dead = refused();
-    let clusters = cluster("backend", "ROUND_ROBIN", &[(dead.addr, 1, 0)], "");
+    let clusters = round_robin(&[dead.addr]);
     let hale = Hale::start(&bootstrap(&routes("", ""), &clusters));
     let reply = get(&format!("{}/x", hale.url("listener_0")), &[]).await;
     assert_eq!(reply.status, 503);
