@@ -13,7 +13,7 @@ use http::HeaderMap;
 
 use super::breaker::{Breakers, Permit};
 use super::router::{header_value, matcher_holds};
-use crate::config::model::{RetryOn, RetryPolicy, RoutingPriority};
+use crate::config::model::{HeaderMatcher, RetryOn, RetryPolicy, RoutingPriority};
 use crate::stats::{Counter, Scope, StatusCounters};
 
 /// How an attempt failed without a response.
@@ -83,7 +83,6 @@ pub struct Retries<'p> {
     // A retry was made and its attempt is the current one: holds its
     // `max_retries` unit until the attempt's outcome is decided.
     in_flight: Option<Permit>,
-    retried: bool,
 }
 
 const X_ENVOY_OVERLOADED: &str = "x-envoy-overloaded";
@@ -98,7 +97,6 @@ impl<'p> Retries<'p> {
             next_interval: policy.back_off_base,
             tried: Vec::new(),
             in_flight: None,
-            retried: false,
         }
     }
 
@@ -107,7 +105,7 @@ impl<'p> Retries<'p> {
     /// (when set).
     pub fn applies(
         policy: &RetryPolicy,
-        request_matches: impl Fn(&[crate::config::model::HeaderMatcher]) -> bool,
+        request_matches: impl Fn(&[HeaderMatcher]) -> bool,
     ) -> bool {
         policy.num_retries > 0
             && policy.retry_on != RetryOn::default()
@@ -221,15 +219,9 @@ impl<'p> Retries<'p> {
             return Decision::Done;
         };
         self.in_flight = Some(permit);
-        self.retried = true;
         stats.retry.inc();
         stats.backoff_exponential.inc();
         Decision::Retry(self.next_backoff())
-    }
-
-    /// Whether a retry was made for this request.
-    pub fn retried(&self) -> bool {
-        self.retried
     }
 
     /// Envoy's fully jittered exponential back-off: uniform in
