@@ -141,6 +141,8 @@ pub struct Watch {
     after: Duration,
     slow_ms: u64,
     hosts: Vec<HostState>,
+    // Each host's last answer, refilled every tick (kept to reuse it).
+    answered: Vec<u64>,
 }
 
 impl Watch {
@@ -150,6 +152,7 @@ impl Watch {
             after,
             slow_ms: 0,
             hosts: vec![HostState::default(); hosts],
+            answered: Vec::with_capacity(hosts),
         }
     }
 
@@ -174,10 +177,13 @@ impl Watch {
         self.slow_ms = peak.max(self.slow_ms - self.slow_ms / 16);
         let threshold = self.threshold();
         let threshold_ms = u64::try_from(threshold.as_millis()).unwrap_or(u64::MAX);
-        let answered: Vec<u64> = health
-            .iter()
-            .map(|h| h.liveness.answered_ms.load(Ordering::Relaxed))
-            .collect();
+        let mut answered = std::mem::take(&mut self.answered);
+        answered.clear();
+        answered.extend(
+            health
+                .iter()
+                .map(|h| h.liveness.answered_ms.load(Ordering::Relaxed)),
+        );
 
         let mut changes = Vec::new();
         for (index, (h, state)) in health.iter().zip(self.hosts.iter_mut()).enumerate() {
@@ -228,6 +234,7 @@ impl Watch {
                 threshold,
             });
         }
+        self.answered = answered;
         changes
     }
 }
@@ -242,6 +249,7 @@ pub fn start(
 ) {
     tokio::spawn(async move {
         let mut watch = Watch::new(hosts.len(), after);
+        let health: Vec<&HostHealth> = hosts.iter().map(|h| h.health.as_ref()).collect();
         let mut ticks = tokio::time::interval(TICK);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -249,7 +257,6 @@ pub fn start(
                 () = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let health: Vec<&HostHealth> = hosts.iter().map(|h| h.health.as_ref()).collect();
             let changes = watch.tick(Instant::now(), &health);
             for change in &changes {
                 log(&cluster, &hosts, change);
