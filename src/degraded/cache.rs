@@ -102,7 +102,7 @@ impl RequestHead<'_> {
         if let Ok(uri) = http::Uri::try_from(self.path_and_query) {
             *req.uri_mut() = uri;
         }
-        *req.headers_mut() = self.headers.clone();
+        *req.headers_mut() = detached(self.headers);
         req
     }
 }
@@ -160,7 +160,7 @@ impl ResponseCache {
         }
         let mut resp = http::Response::new(());
         *resp.status_mut() = status;
-        *resp.headers_mut() = headers.clone();
+        *resp.headers_mut() = detached(headers);
         let policy = CachePolicy::new_options(
             &req.as_request(),
             &resp,
@@ -194,10 +194,11 @@ impl ResponseCache {
         if body.len() as u64 > self.limits.max_entry_bytes {
             return Err(NotStored::TooLarge);
         }
+        let headers = detached(&headers);
         let vary = vary_names(&headers)
             .flatten()
             .map(|name| {
-                let value = req.headers.get(&name).cloned();
+                let value = req.headers.get(&name).map(detached_value);
                 (name, value)
             })
             .collect();
@@ -270,6 +271,26 @@ impl ResponseCache {
         self.entries.run_pending_tasks().await;
         self.entries.entry_count()
     }
+}
+
+/// A copy of `headers` whose values own their bytes.
+///
+/// hyper parses header values in place: each is a slice of the connection's
+/// read buffer, and that buffer often holds the start of the body too. A
+/// stored value that shared it would pin the whole buffer (tens of KiB the
+/// weigher never sees) for as long as the entry lives.
+fn detached(headers: &HeaderMap) -> HeaderMap {
+    let mut copy = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        copy.append(name.clone(), detached_value(value));
+    }
+    copy
+}
+
+fn detached_value(value: &HeaderValue) -> HeaderValue {
+    let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+    copy.set_sensitive(value.is_sensitive());
+    copy
 }
 
 /// Whether any `Cache-Control` of `headers` has one of `directives`.

@@ -280,6 +280,63 @@ async fn memory_stays_within_max_bytes() {
     );
 }
 
+/// A read buffer as hyper leaves it: header values are slices of it, and
+/// dropping it is observable.
+struct ReadBuffer(Arc<()>);
+
+impl AsRef<[u8]> for ReadBuffer {
+    fn as_ref(&self) -> &[u8] {
+        b"max-age=60Accept-Encodinggzip"
+    }
+}
+
+#[tokio::test]
+async fn a_stored_entry_does_not_pin_the_buffer_its_headers_came_from() {
+    let cache = ResponseCache::new(limits());
+    let now = SystemTime::now();
+    let alive = Arc::new(());
+    let buffer = Bytes::from_owner(ReadBuffer(Arc::clone(&alive)));
+    let value = |range: std::ops::Range<usize>| {
+        HeaderValue::from_maybe_shared(buffer.slice(range)).unwrap()
+    };
+    let mut resp = HeaderMap::new();
+    resp.insert("cache-control", value(0..10));
+    resp.insert("vary", value(10..25));
+    let mut req_headers = HeaderMap::new();
+    req_headers.insert("accept-encoding", value(25..29));
+    let req = head(&Method::GET, "/pinned", &req_headers);
+    let policy = cache.storable(&req, StatusCode::OK, &resp, now).unwrap();
+    cache
+        .store(
+            &req,
+            policy,
+            StatusCode::OK,
+            resp,
+            Bytes::from_static(b"body"),
+        )
+        .await
+        .unwrap();
+    drop(req_headers);
+    drop(buffer);
+    assert_eq!(
+        Arc::strong_count(&alive),
+        1,
+        "the cache still holds the buffer"
+    );
+    let hit = cache
+        .lookup(
+            &head(
+                &Method::GET,
+                "/pinned",
+                &headers(&[("accept-encoding", "gzip")]),
+            ),
+            now,
+        )
+        .await
+        .expect("stored, and the Vary value matches");
+    assert_eq!(hit.entry.headers["cache-control"], "max-age=60");
+}
+
 #[tokio::test]
 async fn an_origin_that_forbids_stale_answers_is_obeyed() {
     let cache = ResponseCache::new(limits());
