@@ -12,6 +12,8 @@
 //! - [`admin`]: Envoy's admin endpoints, on their own thread and runtime.
 //! - [`probes`]: the probe server (liveness, readiness, startup over HTTP
 //!   and `grpc.health.v1`), on its own thread and runtime.
+//! - [`reload`]: hot reload: the file watch, SIGHUP and `POST /reload` →
+//!   load, validate, diff, build aside, swap, report.
 //! - [`server`]: binding, runtimes, threads, startup and the drain sequence.
 //! - [`lifecycle`]: hale's own phase (Initializing, Live, Draining, Stopped),
 //!   the `/healthcheck/fail` flag and the data path's heartbeat.
@@ -32,7 +34,7 @@
 //!           → else response streamed back (body.rs), stats at each step
 //! ```
 //!
-//! Imports point one way: `main → server → {admin, probes, proxy} → health → config`;
+//! Imports point one way: `main → server → {admin, probes, reload, proxy} → health → config`;
 //! `lifecycle`, `stats` and `error` are leaves.
 
 pub mod admin;
@@ -43,6 +45,7 @@ pub mod health;
 pub mod lifecycle;
 pub mod probes;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod stats;
 

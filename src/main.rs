@@ -61,6 +61,11 @@ struct Cli {
     /// Overrides node.id of the bootstrap.
     #[arg(long = "service-node")]
     service_node: Option<String>,
+
+    /// hale: do not reload when the config file changes (SIGHUP and
+    /// `POST /reload` still reload it).
+    #[arg(long = "no-watch-config")]
+    no_watch_config: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,13 +131,23 @@ fn serve(cli: &Cli, bootstrap: config::Bootstrap) -> anyhow::Result<()> {
         admin_address_path: cli.admin_address_path.clone(),
         service_cluster: cli.service_cluster.clone(),
         service_node: cli.service_node.clone(),
+        watch_config: !cli.no_watch_config,
     };
     // Signals are watched from before startup: a SIGTERM while health
     // checks warm up drains (there is nothing to drain yet) instead of
     // killing the process.
     let stop = Stop::default();
-    watch_signals(stop.clone())?;
+    let hangups = watch_signals(stop.clone())?;
     let running = hale::server::start_with_stop(bootstrap, &options, stop.clone())?;
+    let reload = running.reload.clone();
+    std::thread::Builder::new()
+        .name("hale-sighup".into())
+        .spawn(move || {
+            while hangups.recv().is_ok() {
+                reload.trigger("SIGHUP");
+            }
+        })
+        .context("cannot start the SIGHUP thread")?;
     if running.lifecycle.phase() == hale::lifecycle::Phase::Live {
         for (name, addr) in &running.listeners {
             tracing::info!(listener = %name, address = %addr, "listening");
@@ -162,41 +177,54 @@ fn serve(cli: &Cli, bootstrap: config::Bootstrap) -> anyhow::Result<()> {
 
 /// Starts the drain on SIGTERM or SIGINT and cuts it short on a second
 /// one, from a thread of its own; the handlers are installed before this
-/// returns.
-fn watch_signals(stop: Stop) -> anyhow::Result<()> {
+/// returns. Each SIGHUP before the drain comes out of the receiver (a
+/// reload; one that arrives while hale starts waits for it).
+fn watch_signals(stop: Stop) -> anyhow::Result<std::sync::mpsc::Receiver<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
-    let (mut term, mut int) = rt
+    let (mut term, mut int, mut hup) = rt
         .block_on(async {
             Ok::<_, std::io::Error>((
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
             ))
         })
         .context("cannot install signal handlers")?;
+    let (hangups, hangup_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("hale-signals".into())
         .spawn(move || {
             rt.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => stop.drain("SIGTERM"),
-                    _ = int.recv() => stop.drain("SIGINT"),
-                    () = stop.drain.cancelled() => {}
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => break stop.drain("SIGTERM"),
+                        _ = int.recv() => break stop.drain("SIGINT"),
+                        _ = hup.recv() => {
+                            let _ = hangups.send(());
+                        }
+                        () = stop.drain.cancelled() => break,
+                    }
                 }
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                    () = stop.now.cancelled() => return,
+                drop(hangups);
+                loop {
+                    tokio::select! {
+                        _ = term.recv() => break,
+                        _ = int.recv() => break,
+                        // No reload once draining.
+                        _ = hup.recv() => {}
+                        () = stop.now.cancelled() => return,
+                    }
                 }
                 tracing::warn!("second signal: stopping at once");
                 stop.now.cancel();
             });
         })
         .context("cannot start the signal thread")?;
-    Ok(())
+    Ok(hangup_rx)
 }
 
 fn init_logging(level: &str) -> anyhow::Result<()> {

@@ -69,10 +69,22 @@ pub fn server_info(state: &AdminState) -> Value {
     })
 }
 
+/// The listeners and their bound addresses, in config order.
+fn listeners(state: &AdminState) -> Vec<(String, std::net::SocketAddr)> {
+    let world = state.snapshot.load();
+    if world.listeners.is_empty() {
+        return state.bound.clone();
+    }
+    world
+        .listeners
+        .iter()
+        .map(|l| (l.config.name.clone(), l.address))
+        .collect()
+}
+
 /// `/listeners` text: `name::address` lines.
 pub fn listeners_text(state: &AdminState) -> String {
-    state
-        .listeners
+    listeners(state)
         .iter()
         .map(|(name, addr)| format!("{name}::{addr}\n"))
         .collect()
@@ -80,8 +92,7 @@ pub fn listeners_text(state: &AdminState) -> String {
 
 /// `/listeners?format=json`.
 pub fn listeners_json(state: &AdminState) -> Value {
-    let statuses: Vec<Value> = state
-        .listeners
+    let statuses: Vec<Value> = listeners(state)
         .iter()
         .map(|(name, addr)| {
             json!({
@@ -104,7 +115,9 @@ pub fn config_dump(state: &AdminState) -> Value {
             "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
             "bootstrap": world.bootstrap.raw,
             "last_updated": crate::health::events::rfc3339_now(),
-        }]
+        }],
+        // hale's: what the last reload did (absent before the first).
+        "last_reload": state.reload.last(),
     })
 }
 

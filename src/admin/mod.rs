@@ -11,7 +11,6 @@ mod info;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::model::{HttpFilter, TrafficDirection};
 use crate::degraded::state::Mode;
 use crate::lifecycle::Lifecycle;
-use crate::proxy::listener::ListenerGate;
 use crate::proxy::snapshot::Snapshot;
+use crate::reload::ReloadHandle;
 use crate::stats::Store;
 
 pub use info::{CommandLineOptions, duration_json};
@@ -42,18 +41,19 @@ pub struct AdminState {
     pub store: Arc<Store>,
     /// hale's phase.
     pub lifecycle: Lifecycle,
-    /// Listener name → bound address.
-    pub listeners: Vec<(String, SocketAddr)>,
     /// How hale was started (for `/server_info`).
     pub options: Arc<CommandLineOptions>,
     /// When the server started.
     pub started: std::time::SystemTime,
     /// Cancelled by `/quitquitquit`.
     pub quit: CancellationToken,
-    /// Each listener's drain state, in config order (`/drain_listeners`).
-    pub gates: Arc<[Arc<ListenerGate>]>,
     /// `--drain-time-s` (a graceful `/drain_listeners` lasts this long).
     pub drain_time: std::time::Duration,
+    /// The listeners bound at startup: `/listeners` until the first world
+    /// is built (afterwards the world's, which reloads change).
+    pub bound: Vec<(String, std::net::SocketAddr)>,
+    /// `POST /reload`, and the last reload's outcome for `/config_dump`.
+    pub reload: ReloadHandle,
 }
 
 /// Serves the admin on `listener` until `stop`.
@@ -72,7 +72,12 @@ pub async fn serve(listener: TcpListener, state: AdminState, stop: CancellationT
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(route(&state, req)) }
+                async move {
+                    if req.uri().path() == "/reload" {
+                        return Ok::<_, Infallible>(reload(&state, &req).await);
+                    }
+                    Ok::<_, Infallible>(route(&state, req))
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
@@ -153,6 +158,28 @@ fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
     }
 }
 
+/// hale's `POST /reload`: reads the config file again and applies it;
+/// answers with the outcome as JSON once the reload is over (200 applied
+/// or unchanged, 400 rejected, with every error).
+async fn reload(state: &AdminState, req: &Request<Incoming>) -> AdminResponse {
+    if req.method() != Method::POST {
+        return text(StatusCode::BAD_REQUEST, "This endpoint requires POST\n");
+    }
+    let Some(report) = state.reload.reload("admin").await else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not reloading: hale is starting or stopping\n",
+        );
+    };
+    let status = match report.outcome {
+        crate::reload::Outcome::Rejected { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    };
+    let mut resp = json(&serde_json::to_value(&report).unwrap_or_default());
+    *resp.status_mut() = status;
+    resp
+}
+
 /// hale's `POST /degraded?cluster=NAME&mode=on|off|auto`: an operator's
 /// degraded-mode setting for one cluster (`auto` follows health).
 fn degraded(
@@ -205,9 +232,11 @@ fn degraded(
 /// running.
 fn drain_listeners(state: &AdminState, graceful: bool, inbound_only: bool) {
     let drain_time = state.drain_time;
-    for gate in state
-        .gates
+    let world = state.snapshot.load();
+    for gate in world
+        .listeners
         .iter()
+        .map(|l| &l.gate)
         .filter(|g| !inbound_only || g.direction == TrafficDirection::Inbound)
     {
         tracing::info!(
@@ -238,6 +267,7 @@ const HELP: &str = "admin commands are:
   /drain_listeners (POST): drain listeners (?graceful, ?inboundonly)
   /healthcheck/fail (POST): cause the server to fail health checks
   /healthcheck/ok (POST): cause the server to pass health checks
+  /reload (POST): read the config file again and apply it (hale)
   /listeners: print listener info (?format=json)
   /quitquitquit (POST): exit the server
   /ready: print server state, return 200 if LIVE, otherwise return 503

@@ -6,6 +6,7 @@
 //! Must not touch: any other room. `config` imports nothing of hale's but
 //! `error`-free plain types, so every room can depend on it.
 
+pub mod diff;
 pub mod envoy;
 pub mod model;
 pub mod validate;

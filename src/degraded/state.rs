@@ -115,6 +115,16 @@ impl Overrides {
         }
     }
 
+    /// Takes over the modes `previous` set for clusters also here (a
+    /// reload keeps what operators set).
+    pub fn carry(&self, previous: &Overrides) {
+        for (cluster, mode) in &previous.modes {
+            if let Some(slot) = self.slot(cluster) {
+                slot.store(mode.load(Ordering::Acquire), Ordering::Release);
+            }
+        }
+    }
+
     /// `cluster`'s mode (`Auto` for an unknown name).
     pub fn get(&self, cluster: &str) -> Mode {
         self.slot(cluster)

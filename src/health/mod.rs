@@ -51,6 +51,8 @@ pub mod flags {
         | FAILED_EDS_HEALTH
         | EDS_STATUS_DRAINING
         | UNRESPONSIVE;
+    /// What the endpoint's configured `health_status` sets.
+    pub const EDS: u32 = FAILED_EDS_HEALTH | DEGRADED_EDS_HEALTH | EDS_STATUS_DRAINING;
     /// Any of these (and none of `UNHEALTHY`) makes a host degraded.
     pub const DEGRADED: u32 = DEGRADED_ACTIVE_HC | DEGRADED_EDS_HEALTH;
     /// Any of these leaves a host out of the load-balancing denominators

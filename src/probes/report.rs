@@ -12,7 +12,6 @@ use crate::config::model::HealthServer;
 use crate::degraded::state::Mode;
 use crate::health::scheduler::Warmup;
 use crate::lifecycle::{Heartbeat, Lifecycle, Phase};
-use crate::proxy::listener::ListenerGate;
 use crate::proxy::snapshot::Snapshot;
 
 /// gRPC service names for hale's own states.
@@ -25,7 +24,8 @@ pub const STARTUP: &str = "startup";
 /// Everything the probes read.
 #[derive(Debug)]
 pub struct ProbeState {
-    /// The `hale.health_server` settings.
+    /// The `hale.health_server` settings hale started with (the running
+    /// world's, which a reload may change, are read first).
     pub config: HealthServer,
     /// hale's phase and the `/healthcheck/fail` flag.
     pub lifecycle: Lifecycle,
@@ -35,8 +35,6 @@ pub struct ProbeState {
     pub snapshot: Snapshot,
     /// The first round of active health checks.
     pub warmup: Arc<Warmup>,
-    /// Each listener's drain state (`/drain_listeners`).
-    pub gates: Arc<[Arc<ListenerGate>]>,
 }
 
 /// One probe's answer: pass or fail, and every check with its state.
@@ -79,7 +77,7 @@ impl Report {
 impl ProbeState {
     /// Liveness: the data path makes progress. Nothing else can fail it.
     pub fn liveness(&self) -> Report {
-        let max = self.config.max_stall;
+        let max = self.with_policy(|p| p.max_stall);
         let (ok, state) = match self.lifecycle.phase() {
             Phase::Initializing => (true, "ok: workers not started yet".to_string()),
             Phase::Stopped => (true, "ok: stopped".to_string()),
@@ -130,11 +128,12 @@ impl ProbeState {
             "config".to_string(),
             format!("ok: {}", self.snapshot.load().bootstrap.source.display()),
         ));
-        let drained: Vec<&str> = self
-            .gates
+        let world = self.snapshot.load();
+        let drained: Vec<&str> = world
+            .listeners
             .iter()
-            .filter(|g| g.drained())
-            .map(|g| g.name.as_str())
+            .filter(|l| l.gate.drained())
+            .map(|l| l.gate.name.as_str())
             .collect();
         let listeners = if phase == Phase::Initializing {
             "pending: not serving yet".to_string()
@@ -161,8 +160,12 @@ impl ProbeState {
             "draining".to_string(),
             draining.unwrap_or_else(|| "no".to_string()),
         ));
-        let world = self.snapshot.load();
-        for required in &self.config.require_clusters {
+        let policy = world
+            .bootstrap
+            .health_server
+            .as_ref()
+            .unwrap_or(&self.config);
+        for required in &policy.require_clusters {
             let need = required.min_healthy_percent;
             let state = match world.cluster(&required.cluster) {
                 None => {
@@ -234,17 +237,29 @@ impl ProbeState {
             STARTUP => Some(self.startup().ok),
             other => self
                 .cluster_for(other)
-                .map(|cluster| self.cluster_serving(cluster)),
+                .map(|cluster| self.cluster_serving(&cluster)),
         }
     }
 
-    fn cluster_for(&self, service: &str) -> Option<&str> {
-        self.config
-            .grpc_services
-            .binary_search_by(|(name, _)| name.as_str().cmp(service))
-            .ok()
-            .and_then(|i| self.config.grpc_services.get(i))
-            .map(|(_, cluster)| cluster.as_str())
+    fn cluster_for(&self, service: &str) -> Option<String> {
+        self.with_policy(|p| {
+            p.grpc_services
+                .binary_search_by(|(name, _)| name.as_str().cmp(service))
+                .ok()
+                .and_then(|i| p.grpc_services.get(i))
+                .map(|(_, cluster)| cluster.clone())
+        })
+    }
+
+    /// Runs `f` on the policy in force: the running world's (a reload may
+    /// have changed it), else the one hale started with.
+    pub fn with_policy<R>(&self, f: impl FnOnce(&HealthServer) -> R) -> R {
+        let world = self.snapshot.load();
+        f(world
+            .bootstrap
+            .health_server
+            .as_ref()
+            .unwrap_or(&self.config))
     }
 
     /// Every known service name and whether it serves (for Watch).
@@ -255,8 +270,9 @@ impl ProbeState {
         all.insert(READINESS.to_string(), readiness);
         all.insert(LIVENESS.to_string(), self.liveness().ok);
         all.insert(STARTUP.to_string(), self.startup().ok);
-        for (service, cluster) in &self.config.grpc_services {
-            all.insert(service.clone(), self.cluster_serving(cluster));
+        for (service, cluster) in self.with_policy(|p| p.grpc_services.clone()) {
+            let serving = self.cluster_serving(&cluster);
+            all.insert(service, serving);
         }
         all
     }

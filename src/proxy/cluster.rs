@@ -8,6 +8,7 @@
 //! set by their owners, and are judged by `health::coarse`/`eligible`),
 //! routing.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -37,6 +38,16 @@ pub struct HealthRuntime {
     /// Bumped after every recount of a cluster's host health, so the
     /// probe server's gRPC Watch pushes a cluster's change at once.
     pub changes: crate::lifecycle::Changes,
+}
+
+/// What a cluster replaced by a reload hands to its successor: the state
+/// of each of its hosts, by address, so a host that survives the reload
+/// keeps what hale learned about it (a host known bad is not re-warmed).
+#[derive(Debug, Default)]
+pub struct Carried {
+    /// Each host's flags (the same `Arc`: the data path of the old world,
+    /// finishing its requests, sees what the new checks find).
+    pub health: HashMap<SocketAddr, Arc<HostHealth>>,
 }
 
 /// Per-host counters, shown by `/clusters` (Envoy does not put them in `/stats`).
@@ -278,6 +289,9 @@ pub struct Cluster {
     pub breakers: Arc<Breakers>,
     /// Stats under `cluster.<name>.`.
     pub stats: ClusterStats,
+    /// Stops this cluster's checks and outlier detection (a child of the
+    /// server's: a reload that replaces or removes the cluster cancels it).
+    stop: CancellationToken,
 }
 
 impl Cluster {
@@ -290,7 +304,10 @@ impl Cluster {
         store: &Arc<Store>,
         workers: usize,
         health_runtime: &HealthRuntime,
+        carried: Option<Carried>,
     ) -> Self {
+        let carried = carried.unwrap_or_default();
+        let stop = health_runtime.stop.child_token();
         let scope = Scope::tagged(store.clone(), "cluster", &config.name, "envoy_cluster_name");
         let conn = ConnStats {
             host_cx_total: Arc::default(),
@@ -351,7 +368,7 @@ impl Cluster {
                 hostname: endpoint.host.clone(),
                 weight: endpoint.weight.max(1),
                 priority: endpoint.priority,
-                health: Arc::new(HostHealth::from_status(endpoint.health_status)),
+                health: host_health(&carried, address, endpoint.health_status),
                 stats: host_stats,
                 pool: HostPool::new(
                     address,
@@ -399,7 +416,7 @@ impl Cluster {
                     .collect(),
                 &scope,
                 Box::new(move || on_change.request_rebuild()),
-                health_runtime.stop.clone(),
+                stop.clone(),
             )
         });
         if hosts.len() > 1 {
@@ -415,7 +432,7 @@ impl Cluster {
                     .collect(),
                 unresponsive::DEFAULT_AFTER,
                 Box::new(move || on_change.request_rebuild()),
-                health_runtime.stop.clone(),
+                stop.clone(),
             );
         }
         let active = (!config.health_checks.is_empty()).then(|| {
@@ -442,7 +459,7 @@ impl Cluster {
                 },
                 store,
                 &health_runtime.warmup,
-                &health_runtime.stop,
+                &stop,
             )
         });
         Self {
@@ -452,7 +469,27 @@ impl Cluster {
             passive,
             breakers,
             stats,
+            stop,
         }
+    }
+
+    /// Stops this cluster's checks and outlier detection and hands over
+    /// what they knew of each host (a reload replaced the cluster). The
+    /// cluster still serves the requests of the world it belongs to.
+    pub async fn retire(&self) -> Carried {
+        self.stop.cancel();
+        Carried {
+            health: self
+                .hosts()
+                .map(|h| (h.address, Arc::clone(&h.health)))
+                .collect(),
+        }
+    }
+
+    /// Stops this cluster's checks and outlier detection for good (a
+    /// reload removed it).
+    pub fn stop(&self) {
+        self.stop.cancel();
     }
 
     /// The cluster's name.
@@ -602,6 +639,25 @@ impl Cluster {
     /// The load plan now.
     pub fn plan(&self) -> Arc<LoadPlan> {
         self.balancing.plan.load_full()
+    }
+}
+
+/// A host's flags: those it had before a reload (its EDS status as the new
+/// file says), else new ones from its status.
+fn host_health(
+    carried: &Carried,
+    address: SocketAddr,
+    status: model::HealthStatus,
+) -> Arc<HostHealth> {
+    match carried.health.get(&address) {
+        Some(health) => {
+            health.replace(flags::EDS, health::status_flags(status));
+            // The unresponsive watch starts afresh with the new cluster and
+            // would never clear a mark the old one set.
+            health.clear(flags::UNRESPONSIVE);
+            Arc::clone(health)
+        }
+        None => Arc::new(HostHealth::from_status(status)),
     }
 }
 

@@ -74,12 +74,32 @@ pub struct ListenerDegraded {
 }
 
 impl ListenerDegraded {
-    /// Shared state for a listener whose world has `clusters` clusters.
-    pub fn new(stats: DegradedStats, clusters: usize) -> Self {
-        Self {
-            stats,
-            seen: (0..clusters).map(|_| AtomicBool::new(false)).collect(),
-        }
+    /// Shared state for a listener whose world has `clusters`; with
+    /// `previous` (the same listener before a reload, and its world's
+    /// clusters), a cluster seen degraded then is still seen so, and is not
+    /// logged as entering again.
+    pub fn new(
+        stats: DegradedStats,
+        clusters: &[Arc<Cluster>],
+        previous: Option<(&ListenerDegraded, &[Arc<Cluster>])>,
+    ) -> Self {
+        let seen: Vec<AtomicBool> = clusters
+            .iter()
+            .map(|c| {
+                let was = previous.is_some_and(|(before, their_clusters)| {
+                    their_clusters
+                        .iter()
+                        .position(|t| t.name() == c.name())
+                        .and_then(|slot| before.seen.get(slot))
+                        .is_some_and(|s| s.load(Ordering::Acquire))
+                });
+                AtomicBool::new(was)
+            })
+            .collect();
+        // A cluster that was degraded and is gone no longer counts.
+        let active = seen.iter().filter(|s| s.load(Ordering::Relaxed)).count();
+        stats.active.set(i64::try_from(active).unwrap_or(i64::MAX));
+        Self { stats, seen }
     }
 }
 
@@ -137,26 +157,55 @@ impl Capture {
 
 impl DegradedRuntime {
     /// The runtime of `config`, sharing `shared` with the listener's other
-    /// configurations, in a world whose clusters are `clusters`.
+    /// configurations, in a world whose clusters are `clusters`. With
+    /// `previous` (the runtime of the same configuration before a reload),
+    /// its cache carries over, entries and all.
     pub fn new(
         config: DegradedFilter,
         shared: Arc<ListenerDegraded>,
         clusters: &[Arc<Cluster>],
+        previous: Option<&DegradedRuntime>,
     ) -> Self {
         let dependencies = config
             .dependencies
             .iter()
             .filter_map(|name| clusters.iter().find(|c| c.name() == name).cloned())
             .collect();
+        let (cache, bytes, entries) = match previous {
+            Some(p) => (
+                p.cache.clone(),
+                p.reported_bytes.load(Ordering::Acquire),
+                p.reported_entries.load(Ordering::Acquire),
+            ),
+            None => (ResponseCache::new(config.cache), 0, 0),
+        };
         Self {
-            cache: ResponseCache::new(config.cache),
+            cache,
             retry_after_s: retry_after_secs(&config),
             config,
             shared,
             dependencies,
-            reported_bytes: AtomicI64::new(0),
-            reported_entries: AtomicI64::new(0),
+            reported_bytes: AtomicI64::new(bytes),
+            reported_entries: AtomicI64::new(entries),
         }
+    }
+
+    /// A reload dropped this configuration: its cache goes, and what it
+    /// added to the listener's cache gauges with it.
+    pub fn release(&self) {
+        let stats = &self.shared.stats;
+        stats
+            .cache_bytes
+            .add(-self.reported_bytes.swap(0, Ordering::AcqRel));
+        stats
+            .cache_entries
+            .add(-self.reported_entries.swap(0, Ordering::AcqRel));
+    }
+
+    /// The size limits of its cache (a reload keeps a cache whose limits
+    /// stay the same).
+    pub fn cache_limits(&self) -> crate::config::model::DegradedCache {
+        self.config.cache
     }
 
     /// Whether this runtime runs `config` (routes with equal overrides

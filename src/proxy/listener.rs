@@ -179,32 +179,34 @@ impl ListenerGate {
     }
 }
 
-/// Everything a listener's connections share.
+/// Everything a listener's connections share. What may change with a
+/// reload (routes, filters, connection settings, stats) is read from the
+/// world each new connection finds.
 #[derive(Debug, Clone)]
 pub struct ListenerShared {
-    /// Index of this listener in the world.
-    pub index: usize,
+    /// This listener's id in every world that has it.
+    pub id: u64,
     /// The published world.
     pub snapshot: Snapshot,
-    /// This listener's connection manager settings (fixed for its lifetime).
-    pub hcm: Arc<HttpConnectionManager>,
-    /// Its stats.
-    pub stats: Arc<HttpStats>,
     /// `/healthcheck/fail` and draining.
     pub serving: Arc<ServingFlags>,
     /// The admin's drain state of this listener.
     pub gate: Arc<ListenerGate>,
 }
 
-/// Accepts until `shutdown`, serving each connection on its own task
-/// registered in `tracker`.
+/// How a listener serves a connection: HTTP/1.1, HTTP/2 or either, with
+/// its header limits.
+pub type HttpBuilder = auto::Builder<TokioExecutor>;
+
+/// Accepts until `shutdown` (hale stops, or a reload removed the
+/// listener), serving each connection on its own task registered in
+/// `tracker`; `shutdown` also closes those connections gracefully.
 pub async fn serve(
     listener: TcpListener,
     shared: ListenerShared,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let builder = Arc::new(http_builder(&shared.hcm));
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -214,11 +216,14 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                let Some(settings) = ConnectionSettings::now(&shared) else {
+                    // A reload removed the listener a moment ago.
+                    continue;
+                };
                 let shared = shared.clone();
-                let builder = Arc::clone(&builder);
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
-                    serve_connection(stream, peer, shared, &builder, shutdown).await;
+                    serve_connection(stream, peer, shared, settings, shutdown).await;
                 });
             }
             Err(e) => {
@@ -231,7 +236,33 @@ pub async fn serve(
     }
 }
 
-fn http_builder(hcm: &HttpConnectionManager) -> auto::Builder<TokioExecutor> {
+/// What a connection keeps for its life from the world it was accepted in.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// The listener's HTTP server settings.
+    pub http: Arc<HttpBuilder>,
+    /// The listener's stats.
+    pub stats: Arc<HttpStats>,
+    /// `idle_timeout`.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ConnectionSettings {
+    /// The settings of `shared`'s listener in the world now; `None` when a
+    /// reload removed it.
+    pub fn now(shared: &ListenerShared) -> Option<Self> {
+        let world = shared.snapshot.load();
+        let listener = world.listener(shared.id)?;
+        Some(Self {
+            http: Arc::clone(&listener.http),
+            stats: Arc::clone(&listener.stats),
+            idle_timeout: listener.config.http.idle_timeout,
+        })
+    }
+}
+
+/// The HTTP server settings of a connection manager.
+pub fn http_builder(hcm: &HttpConnectionManager) -> HttpBuilder {
     let header_bytes = (hcm.max_request_headers_kb as usize).saturating_mul(1024);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -253,15 +284,20 @@ pub async fn serve_connection<S>(
     stream: S,
     peer: std::net::SocketAddr,
     shared: ListenerShared,
-    builder: &auto::Builder<TokioExecutor>,
+    settings: ConnectionSettings,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    shared.stats.downstream_cx_total.inc();
-    shared.stats.downstream_cx_active.inc();
+    let ConnectionSettings {
+        http: builder,
+        stats,
+        idle_timeout,
+    } = settings;
+    stats.downstream_cx_total.inc();
+    stats.downstream_cx_active.inc();
     let from = Arc::new(Downstream {
-        listener: shared.index,
+        listener: shared.id,
         peer,
         connection: ConnectionState::new(),
         snapshot: shared.snapshot.clone(),
@@ -276,7 +312,6 @@ pub async fn serve_connection<S>(
 
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let idle_timeout = shared.hcm.idle_timeout;
     let idle_check = tokio::time::sleep(idle_timeout.unwrap_or(STALL_CHECK).min(STALL_CHECK));
     tokio::pin!(idle_check);
     let mut closing = false;
@@ -309,7 +344,7 @@ pub async fn serve_connection<S>(
                     Some(idle) => match idle_timeout {
                         Some(timeout) if idle >= timeout => {
                             closing = true;
-                            shared.stats.downstream_cx_idle_timeout.inc();
+                            stats.downstream_cx_idle_timeout.inc();
                             conn.as_mut().graceful_shutdown();
                         }
                         Some(timeout) => {
@@ -322,7 +357,7 @@ pub async fn serve_connection<S>(
                             // A response passed its deadline without hyper
                             // polling it (the client stopped reading): end the
                             // connection, which frees the upstream too.
-                            shared.stats.downstream_rq_stalled.inc();
+                            stats.downstream_rq_stalled.inc();
                             tracing::debug!(%peer, "closing a connection whose response stalled past its deadline");
                             break;
                         }
@@ -332,8 +367,8 @@ pub async fn serve_connection<S>(
             }
         }
     }
-    shared.stats.downstream_cx_active.dec();
-    shared.stats.downstream_cx_destroy.inc();
+    stats.downstream_cx_active.dec();
+    stats.downstream_cx_destroy.inc();
 }
 
 #[cfg(test)]

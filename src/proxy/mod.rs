@@ -22,6 +22,7 @@ mod forward;
 pub mod headers;
 pub mod health_filter;
 pub mod listener;
+pub mod listeners;
 pub mod pool;
 pub mod priority;
 pub mod replay;
@@ -55,8 +56,8 @@ use timeouts::RequestProgress;
 /// One downstream connection, as its requests see it (shared by them).
 #[derive(Debug)]
 pub struct Downstream {
-    /// Index of the listener in the world.
-    pub listener: usize,
+    /// The listener's id in the world.
+    pub listener: u64,
     /// The client's address.
     pub peer: SocketAddr,
     /// The connection's idle/active bookkeeping.
@@ -100,7 +101,7 @@ impl Outbound {
         if !close {
             return;
         }
-        if let Some(listener) = self.from.snapshot.load().listeners.get(self.from.listener) {
+        if let Some(listener) = self.from.snapshot.load().listener(self.from.listener) {
             listener.stats.downstream_cx_drain_close.inc();
         }
         if version == Version::HTTP_2 {
@@ -120,7 +121,7 @@ pub async fn handle(from: Arc<Downstream>, req: Request<Incoming>) -> Response<R
     let failed = from.serving.load().failing();
     let (target, stats, hcm, outbound, degraded) = {
         let world = from.snapshot.load();
-        let Some(listener) = world.listeners.get(from.listener) else {
+        let Some(listener) = world.listener(from.listener) else {
             return LocalReply::NoRoute.into_response(is_grpc(req.headers()));
         };
         let stats = Arc::clone(&listener.stats);

@@ -13,14 +13,18 @@ use super::health_filter::HealthFilter;
 use crate::config::model::DegradedPerRoute;
 use crate::degraded::state::Overrides;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::model::{self, Bootstrap, ForwardAction, RouteAction, RouteMatch};
 use crate::stats::{Counter, Gauge, Scope, StatusCounters, Store};
 
-use super::cluster::{Cluster, HealthRuntime};
+use super::cluster::{Carried, Cluster, HealthRuntime};
+use super::listener::{HttpBuilder, ListenerGate, http_builder};
 use super::router::Router;
 
 /// The shared handle every listener and the admin read.
@@ -130,6 +134,11 @@ impl HttpStats {
 /// One listener's routing state.
 #[derive(Debug)]
 pub struct ListenerWorld {
+    /// Stable for the listener's life, across reloads (connections find
+    /// their listener in each new world by it).
+    pub id: u64,
+    /// The address it is bound to (the config's, with port 0 resolved).
+    pub address: SocketAddr,
     /// The listener's validated config.
     pub config: model::Listener,
     /// Its route table.
@@ -138,6 +147,14 @@ pub struct ListenerWorld {
     pub stats: Arc<HttpStats>,
     /// Its `envoy.filters.http.health_check` filters, in chain order.
     pub health_filters: Vec<Arc<HealthFilter>>,
+    /// The admin's drain state of it (kept across reloads).
+    pub gate: Arc<ListenerGate>,
+    /// How its new connections are served (codec, header limits).
+    pub http: Arc<HttpBuilder>,
+    /// Its degraded filter's shared state, when it has the filter.
+    degraded: Option<Arc<ListenerDegraded>>,
+    /// Its degraded filter's runtimes (each with a cache).
+    degraded_runtimes: Vec<Arc<DegradedRuntime>>,
 }
 
 /// Everything a request needs, swapped whole.
@@ -147,34 +164,108 @@ pub struct World {
     pub bootstrap: Arc<Bootstrap>,
     /// Clusters in file order.
     pub clusters: Vec<Arc<Cluster>>,
-    /// Listeners in file order (a listener task keeps its index).
+    /// Listeners in file order.
     pub listeners: Vec<ListenerWorld>,
     /// Operators' degraded-mode settings per cluster (`POST /degraded`).
     pub degraded_modes: Arc<Overrides>,
+    /// Stops this world's own tasks (the degraded-mode watch) when a
+    /// reload replaces it.
+    tasks: CancellationToken,
 }
 
-impl World {
-    /// Builds the world for `bootstrap` and `workers` data-path workers,
-    /// registering stats in `store` and starting health checks on the
-    /// current runtime.
-    pub async fn build(
-        bootstrap: Arc<Bootstrap>,
-        store: &Arc<Store>,
+/// What building a world needs besides its config.
+#[derive(Debug)]
+pub struct Build<'a> {
+    /// Where stats are registered.
+    pub store: &'a Arc<Store>,
+    /// Data-path workers (a pool per host for each).
+    pub workers: usize,
+    /// Where health checks start, and what they report to.
+    pub health: &'a HealthRuntime,
+    /// Each listener's bound address, by name.
+    pub bound: &'a HashMap<String, SocketAddr>,
+    /// The world a reload replaces: its clusters named in `unchanged` are
+    /// reused whole (pools, checks, outlier state), and its listeners'
+    /// ids, drain gates and degraded-mode caches carry over.
+    pub previous: Option<&'a World>,
+    /// Clusters of `previous` to reuse as they are.
+    pub unchanged: &'a [String],
+    /// What replaced clusters knew of their hosts, by cluster name.
+    pub carried: HashMap<String, Carried>,
+}
+
+impl Build<'_> {
+    /// A first build: nothing to carry over.
+    pub fn fresh<'a>(
+        store: &'a Arc<Store>,
         workers: usize,
-        health: &HealthRuntime,
-    ) -> Self {
+        health: &'a HealthRuntime,
+        bound: &'a HashMap<String, SocketAddr>,
+    ) -> Build<'a> {
+        Build {
+            store,
+            workers,
+            health,
+            bound,
+            previous: None,
+            unchanged: &[],
+            carried: HashMap::new(),
+        }
+    }
+}
+
+/// Listener ids are never reused within a process.
+static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
+
+impl World {
+    /// A world with nothing in it yet (before the first build).
+    pub fn empty(bootstrap: Arc<Bootstrap>) -> Self {
+        Self {
+            bootstrap,
+            clusters: Vec::new(),
+            listeners: Vec::new(),
+            degraded_modes: Arc::new(Overrides::new([])),
+            tasks: CancellationToken::new(),
+        }
+    }
+
+    /// Builds the world for `bootstrap`, registering stats and starting
+    /// health checks (of new and changed clusters) on the current runtime.
+    pub async fn build(bootstrap: Arc<Bootstrap>, mut build: Build<'_>) -> Self {
+        let Build {
+            store,
+            workers,
+            health,
+            ..
+        } = build;
+        let previous = build.previous;
         let mut clusters = Vec::with_capacity(bootstrap.clusters.len());
         for c in &bootstrap.clusters {
-            clusters.push(Arc::new(Cluster::build(c, store, workers, health).await));
+            let reused = previous
+                .filter(|_| build.unchanged.contains(&c.name))
+                .and_then(|p| p.cluster(&c.name));
+            let cluster = match reused {
+                Some(cluster) => Arc::clone(cluster),
+                None => {
+                    let carried = build.carried.remove(&c.name);
+                    Arc::new(Cluster::build(c, store, workers, health, carried).await)
+                }
+            };
+            clusters.push(cluster);
         }
+        let tasks = health.stop.child_token();
         let by_name: HashMap<&str, &Arc<Cluster>> =
             clusters.iter().map(|c| (c.name(), c)).collect();
         let mut watched: Watched = Vec::new();
         let mut warned_blind: Vec<&str> = Vec::new();
+        // Caches of the world before, each taken by one configuration at most.
+        let mut claimed: Vec<*const DegradedRuntime> = Vec::new();
         let listeners = bootstrap
             .listeners
             .iter()
             .map(|l| {
+                let before =
+                    previous.and_then(|p| p.listeners.iter().find(|b| b.config.name == l.name));
                 let rc = &l.http.route_config;
                 let scope = Scope::tagged(
                     store.clone(),
@@ -190,9 +281,14 @@ impl World {
                     _ => None,
                 });
                 let shared = degraded.map(|_| {
+                    let carried = match (before.and_then(|b| b.degraded.as_ref()), previous) {
+                        (Some(d), Some(p)) => Some((d.as_ref(), p.clusters.as_slice())),
+                        _ => None,
+                    };
                     Arc::new(ListenerDegraded::new(
                         DegradedStats::new(&scope),
-                        clusters.len(),
+                        &clusters,
+                        carried,
                     ))
                 });
                 let mut runtimes: Vec<Arc<DegradedRuntime>> = Vec::new();
@@ -202,10 +298,20 @@ impl World {
                     if let Some(r) = runtimes.iter().find(|r| r.runs(config)) {
                         return Arc::clone(r);
                     }
+                    // A reload keeps a cache of the same size limits.
+                    let kept = before.and_then(|b| {
+                        b.degraded_runtimes.iter().find(|r| {
+                            r.cache_limits() == config.cache && !claimed.contains(&Arc::as_ptr(r))
+                        })
+                    });
+                    if let Some(k) = kept {
+                        claimed.push(Arc::as_ptr(k));
+                    }
                     let r = Arc::new(DegradedRuntime::new(
                         config.clone(),
                         Arc::clone(shared),
                         &clusters,
+                        kept.map(Arc::as_ref),
                     ));
                     runtimes.push(Arc::clone(&r));
                     r
@@ -284,22 +390,51 @@ impl World {
                         model::HttpFilter::Router | model::HttpFilter::Degraded(_) => None,
                     })
                     .collect();
+                let (id, gate) = match before {
+                    Some(b) => (b.id, Arc::clone(&b.gate)),
+                    None => (
+                        NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed),
+                        Arc::new(ListenerGate::new(&l.name, l.traffic_direction)),
+                    ),
+                };
                 ListenerWorld {
+                    id,
+                    address: build
+                        .bound
+                        .get(&l.name)
+                        .copied()
+                        .or_else(|| before.map(|b| b.address))
+                        .unwrap_or(l.address),
                     config: l.clone(),
                     router,
                     stats: Arc::new(HttpStats::new(store, &l.http.stat_prefix)),
                     health_filters,
+                    gate,
+                    http: Arc::new(http_builder(&l.http)),
+                    degraded: shared,
+                    degraded_runtimes: runtimes,
                 }
             })
             .collect();
+        // Caches no configuration took over are dropped with the old world.
+        if let Some(p) = previous {
+            for r in p.listeners.iter().flat_map(|l| &l.degraded_runtimes) {
+                if !claimed.contains(&Arc::as_ptr(r)) {
+                    r.release();
+                }
+            }
+        }
         let degraded_modes = Arc::new(Overrides::new(clusters.iter().map(|c| c.name())));
+        if let Some(p) = previous {
+            degraded_modes.carry(&p.degraded_modes);
+        }
         if !watched.is_empty() {
             tokio::spawn(degraded_filter::watch(
                 watched,
                 Arc::clone(&degraded_modes),
                 Arc::clone(&health.warmup),
                 health.changes.clone(),
-                health.stop.clone(),
+                tasks.clone(),
             ));
         }
         Self {
@@ -307,12 +442,30 @@ impl World {
             clusters,
             listeners,
             degraded_modes,
+            tasks,
         }
     }
 
     /// The cluster named `name`.
     pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
         self.clusters.iter().find(|c| c.name() == name)
+    }
+
+    /// The listener whose id is `id` (gone once a reload removed it).
+    #[inline]
+    pub fn listener(&self, id: u64) -> Option<&ListenerWorld> {
+        self.listeners.iter().find(|l| l.id == id)
+    }
+
+    /// The listener called `name`.
+    pub fn listener_named(&self, name: &str) -> Option<&ListenerWorld> {
+        self.listeners.iter().find(|l| l.config.name == name)
+    }
+
+    /// Stops this world's own tasks: a reload replaced it. Its requests in
+    /// flight finish on it.
+    pub fn retire(&self) {
+        self.tasks.cancel();
     }
 }
 

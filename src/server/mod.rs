@@ -5,6 +5,7 @@
 //! time). `main` calls [`start`] and waits; tests do the same with port 0.
 //! Must not touch: what requests do (proxy) or what the admin says (admin).
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,8 +22,10 @@ use crate::config::Bootstrap;
 use crate::health::scheduler::Warmup;
 use crate::lifecycle::{Heartbeat, Lifecycle, Phase};
 use crate::proxy::cluster::HealthRuntime;
-use crate::proxy::listener::{self, ListenerGate, ListenerShared};
-use crate::proxy::snapshot::{Snapshot, World};
+use crate::proxy::listener;
+use crate::proxy::listeners::{self, Bound, ListenerSet, WorkerCommand};
+use crate::proxy::snapshot::{Build, Snapshot, World};
+use crate::reload::{self, ReloadHandle, Reloader, Triggers};
 use crate::stats::Store;
 
 mod options;
@@ -80,7 +83,11 @@ pub struct Running {
     pub probes: Option<SocketAddr>,
     /// The data path's heartbeat (tests stall it).
     pub heartbeat: Arc<Heartbeat>,
+    /// Asks for a reload (SIGHUP; tests).
+    pub reload: ReloadHandle,
     shutdown: CancellationToken,
+    // Stops watching the config file when hale stops.
+    _watch: Option<reload::watch::ConfigWatch>,
     stop_now: CancellationToken,
     quit: CancellationToken,
     threads: Vec<JoinHandle<()>>,
@@ -119,42 +126,13 @@ impl Running {
     }
 }
 
-/// Envoy: listeners use a backlog of 1024 by default.
-const LISTEN_BACKLOG: i32 = 1024;
-
-fn bind_one(address: SocketAddr, reuse_port: bool) -> std::io::Result<StdListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    socket.bind(&address.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-/// Binds `count` sockets to one address with `SO_REUSEPORT`, one per
-/// worker, so the kernel spreads connections across workers with no
-/// shared accept queue. Port 0 is resolved by the first bind.
-fn bind(what: &str, address: SocketAddr, count: usize) -> Result<Vec<StdListener>, StartError> {
-    let fail = |address, source| StartError::Bind {
+/// Binds `count` sockets of `what` (see [`listeners::bind`]).
+fn bind(what: &str, address: SocketAddr, count: usize) -> Result<Bound, StartError> {
+    listeners::bind(address, count).map_err(|source| StartError::Bind {
         what: what.to_string(),
         address,
         source,
-    };
-    let first = bind_one(address, count > 1).map_err(|e| fail(address, e))?;
-    let actual = first.local_addr().map_err(|e| fail(address, e))?;
-    let mut sockets = vec![first];
-    for _ in 1..count {
-        sockets.push(bind_one(actual, true).map_err(|e| fail(actual, e))?);
-    }
-    Ok(sockets)
+    })
 }
 
 /// Binds every socket, starts the runtimes and returns once hale is Live.
@@ -188,31 +166,24 @@ pub fn start_with_stop(
     let shutdown = stop.drain.clone();
     let bootstrap = Arc::new(bootstrap);
     let workers = options.concurrency.max(1);
-    // sockets[listener][worker]
+    // In config order: (name, sockets, one per worker).
     let mut sockets = Vec::with_capacity(bootstrap.listeners.len());
     let mut bound = Vec::with_capacity(bootstrap.listeners.len());
     for l in &bootstrap.listeners {
-        let per_worker = bind(&format!("listener {}", l.name), l.address, workers)?;
-        let local = per_worker[0]
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                what: format!("listener {}", l.name),
-                address: l.address,
-                source,
-            })?;
-        bound.push((l.name.clone(), local));
-        sockets.push(per_worker);
+        let b = bind(&format!("listener {}", l.name), l.address, workers)?;
+        bound.push((l.name.clone(), b.address));
+        sockets.push((l.name.clone(), b));
     }
     let admin_socket = match &bootstrap.admin {
-        Some(a) => bind("admin", a.address, 1)?.pop(),
+        Some(a) => Some(bind("admin", a.address, 1)?),
         None => None,
     };
-    let admin_addr = admin_socket.as_ref().and_then(|s| s.local_addr().ok());
+    let admin_addr = admin_socket.as_ref().map(|s| s.address);
     let probe_socket = match &bootstrap.health_server {
-        Some(p) => bind("the probe server", p.address, 1)?.pop(),
+        Some(p) => Some(bind("the probe server", p.address, 1)?),
         None => None,
     };
-    let probe_addr = probe_socket.as_ref().and_then(|s| s.local_addr().ok());
+    let probe_addr = probe_socket.as_ref().map(|s| s.address);
     // Written as soon as the admin is bound, before health checks warm up,
     // so a supervisor can watch /ready go from INITIALIZING to LIVE.
     if let (Some(path), Some(addr)) = (&options.admin_address_path, admin_addr) {
@@ -227,22 +198,13 @@ pub fn start_with_stop(
     store
         .gauge("server.concurrency")
         .set(i64::try_from(options.concurrency).unwrap_or(i64::MAX));
-    let snapshot: Snapshot = Arc::new(ArcSwap::from_pointee(World {
-        bootstrap: Arc::clone(&bootstrap),
-        clusters: Vec::new(),
-        listeners: Vec::new(),
-        degraded_modes: Arc::new(crate::degraded::state::Overrides::new([])),
-    }));
+    let snapshot: Snapshot = Arc::new(ArcSwap::from_pointee(World::empty(Arc::clone(&bootstrap))));
+    let (reload, triggers) = reload::channel();
     let quit = CancellationToken::new();
     let admin_stop = CancellationToken::new();
     let mut threads = Vec::new();
     let heartbeat = Arc::new(Heartbeat::new(workers));
     let warmup = Warmup::new();
-    let gates: Arc<[Arc<ListenerGate>]> = bootstrap
-        .listeners
-        .iter()
-        .map(|l| Arc::new(ListenerGate::new(&l.name, l.traffic_direction)))
-        .collect();
 
     if let (Some(socket), Some(config)) = (probe_socket, bootstrap.health_server.clone()) {
         let state = Arc::new(crate::probes::ProbeState {
@@ -251,12 +213,11 @@ pub fn start_with_stop(
             heartbeat: Arc::clone(&heartbeat),
             snapshot: snapshot.clone(),
             warmup: Arc::clone(&warmup),
-            gates: Arc::clone(&gates),
         });
         let stop = admin_stop.clone();
         threads.push(serve_on_own_thread(
             "hale-probes",
-            socket,
+            socket.into_one(),
             move |listener| crate::probes::serve(listener, state, stop),
         )?);
     }
@@ -266,17 +227,17 @@ pub fn start_with_stop(
             snapshot: snapshot.clone(),
             store: Arc::clone(&store),
             lifecycle: lifecycle.clone(),
-            listeners: bound.clone(),
             options: Arc::new(command_line_options(options)),
             started: std::time::SystemTime::now(),
             quit: quit.clone(),
-            gates: Arc::clone(&gates),
             drain_time: options.drain_time,
+            bound: bound.clone(),
+            reload: reload.clone(),
         };
         let stop = admin_stop.clone();
         threads.push(serve_on_own_thread(
             "hale-admin",
-            socket,
+            socket.into_one(),
             move |listener| admin::serve(listener, state, stop),
         )?);
     }
@@ -297,7 +258,12 @@ pub fn start_with_stop(
         admin_stop: admin_stop.clone(),
         heartbeat: Arc::clone(&heartbeat),
         warmup,
-        gates,
+        triggers,
+        config_path: options.config_path.clone(),
+        overrides: crate::config::Overrides {
+            service_node: options.service_node.clone(),
+            service_cluster: options.service_cluster.clone(),
+        },
     };
     threads.push(spawn_thread("hale-main", move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -324,6 +290,8 @@ pub fn start_with_stop(
         lifecycle,
         probes: probe_addr,
         heartbeat,
+        _watch: watch_config(options, &reload),
+        reload,
         shutdown,
         stop_now: stop.now,
         quit,
@@ -375,8 +343,8 @@ fn spawn_thread(
 /// thread (`hale-main`); requests are served by the worker threads.
 struct DataPath {
     bootstrap: Arc<Bootstrap>,
-    /// `sockets[listener][worker]`.
-    sockets: Vec<Vec<StdListener>>,
+    /// Each listener's name and sockets, in config order.
+    sockets: Vec<(String, Bound)>,
     workers: usize,
     snapshot: Snapshot,
     store: Arc<Store>,
@@ -389,13 +357,15 @@ struct DataPath {
     admin_stop: CancellationToken,
     heartbeat: Arc<Heartbeat>,
     warmup: Arc<Warmup>,
-    /// `gates[listener]`: the admin's drain state of each listener.
-    gates: Arc<[Arc<ListenerGate>]>,
+    /// Reload requests, taken up once hale is live.
+    triggers: Triggers,
+    config_path: PathBuf,
+    overrides: crate::config::Overrides,
 }
 
 impl DataPath {
-    /// Builds the world, starts the workers, goes Live, and on shutdown
-    /// drains; returns the worker threads to join.
+    /// Builds the world, starts the workers, goes Live, reloads when asked,
+    /// and on shutdown drains; returns the worker threads to join.
     async fn run(self, ready: mpsc::Sender<()>) -> Vec<JoinHandle<()>> {
         // Health checks go on while draining (as in Envoy) and stop with hale.
         let health = HealthRuntime {
@@ -403,12 +373,15 @@ impl DataPath {
             stop: CancellationToken::new(),
             changes: self.lifecycle.changes().clone(),
         };
+        let bound: HashMap<String, SocketAddr> = self
+            .sockets
+            .iter()
+            .map(|(name, b)| (name.clone(), b.address))
+            .collect();
         let world = Arc::new(
             World::build(
                 Arc::clone(&self.bootstrap),
-                &self.store,
-                self.workers,
-                &health,
+                Build::fresh(&self.store, self.workers, &health, &bound),
             )
             .await,
         );
@@ -441,17 +414,6 @@ impl DataPath {
             return Vec::new();
         }
 
-        // Regroup as per_worker[worker] = [(listener index, socket)].
-        let mut per_worker: Vec<Vec<(usize, StdListener)>> =
-            (0..self.workers).map(|_| Vec::new()).collect();
-        for (listener, sockets) in self.sockets.into_iter().enumerate() {
-            for (worker, socket) in sockets.into_iter().enumerate() {
-                if let Some(slot) = per_worker.get_mut(worker) {
-                    slot.push((listener, socket));
-                }
-            }
-        }
-
         let tracker = TaskTracker::new();
         let stop_workers = CancellationToken::new();
         // Cancelled after the settle time: workers stop accepting and close
@@ -459,30 +421,14 @@ impl DataPath {
         let stop_accepting = CancellationToken::new();
         self.heartbeat.reset();
         let mut threads = Vec::with_capacity(self.workers);
-        for (index, sockets) in per_worker.into_iter().enumerate() {
-            let listeners: Vec<(StdListener, ListenerShared)> = sockets
-                .into_iter()
-                .filter_map(|(li, socket)| {
-                    let lw = world.listeners.get(li)?;
-                    let gate = Arc::clone(self.gates.get(li)?);
-                    Some((
-                        socket,
-                        ListenerShared {
-                            index: li,
-                            snapshot: self.snapshot.clone(),
-                            hcm: Arc::new(lw.config.http.clone()),
-                            stats: Arc::clone(&lw.stats),
-                            serving: self.lifecycle.serving(),
-                            gate,
-                        },
-                    ))
-                })
-                .collect();
+        let mut commands = Vec::with_capacity(self.workers);
+        for index in 0..self.workers {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            commands.push(tx);
             let worker = Worker {
                 index,
-                listeners,
+                commands: rx,
                 heartbeat: Arc::clone(&self.heartbeat),
-                shutdown: stop_accepting.clone(),
                 stop: stop_workers.clone(),
                 tracker: tracker.clone(),
             };
@@ -500,12 +446,37 @@ impl DataPath {
                 }
             }
         }
+        let mut listeners = ListenerSet::new(
+            commands,
+            stop_accepting.clone(),
+            self.snapshot.clone(),
+            self.lifecycle.serving(),
+        );
+        for (name, sockets) in self.sockets {
+            if let Some(l) = world.listener_named(&name) {
+                listeners.start(&name, l.id, Arc::clone(&l.gate), sockets);
+            }
+        }
         drop(world);
         self.lifecycle.advance(Phase::Live);
         tracing::info!(workers = self.workers, "hale is live");
         let _ = ready.send(());
 
+        // Reloads run until the drain starts.
+        let reloader = Reloader::new(
+            self.config_path,
+            self.overrides,
+            self.snapshot.clone(),
+            Arc::clone(&self.store),
+            health.stop.clone(),
+            self.lifecycle.changes().clone(),
+            listeners,
+        );
+        let reloading = tokio::spawn(reload::run(reloader, self.triggers, self.shutdown.clone()));
+
         self.shutdown.cancelled().await;
+        // A reload in progress finishes first: nothing is half-applied.
+        let _ = reloading.await;
         let deadline = tokio::time::Instant::now() + self.drain_time;
         self.lifecycle.drain(
             self.stop_reason
@@ -546,13 +517,12 @@ impl DataPath {
 }
 
 /// One data-path worker: a single-threaded runtime serving its own socket
-/// of every listener (thread per core, as Envoy's workers).
+/// of every listener (thread per core, as Envoy's workers), told by the
+/// control thread which listeners to serve.
 struct Worker {
     index: usize,
-    listeners: Vec<(StdListener, ListenerShared)>,
+    commands: tokio::sync::mpsc::UnboundedReceiver<WorkerCommand>,
     heartbeat: Arc<Heartbeat>,
-    /// Cancelled when hale starts draining: stop accepting, finish.
-    shutdown: CancellationToken,
     /// Cancelled when the drain is over: end the runtime.
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -568,15 +538,13 @@ impl Worker {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!(worker = self.index, error = %e, "cannot start a worker runtime");
-                self.shutdown.cancel();
                 return;
             }
         };
         let Worker {
             index,
-            listeners,
+            mut commands,
             heartbeat,
-            shutdown,
             stop,
             tracker,
         } = self;
@@ -585,13 +553,28 @@ impl Worker {
                 let stop = stop.clone();
                 tokio::spawn(async move { heartbeat.run(index, stop).await });
             }
-            for (socket, shared) in listeners {
+            loop {
+                let command = tokio::select! {
+                    () = stop.cancelled() => break,
+                    command = commands.recv() => match command {
+                        Some(c) => c,
+                        None => {
+                            stop.cancelled().await;
+                            break;
+                        }
+                    },
+                };
+                let WorkerCommand::Serve {
+                    socket,
+                    shared,
+                    stop: listener_stop,
+                } = command;
                 match tokio::net::TcpListener::from_std(socket) {
                     Ok(listener) => {
                         tracker.spawn(listener::serve(
                             listener,
                             shared,
-                            shutdown.clone(),
+                            listener_stop,
                             tracker.clone(),
                         ));
                     }
@@ -600,9 +583,28 @@ impl Worker {
                     }
                 }
             }
-            stop.cancelled().await;
         });
         // Idle upstream connections end with the runtime.
         rt.shutdown_timeout(Duration::from_secs(1));
     }
 }
+
+/// Watches the config file and reloads when it changes (unless turned off).
+fn watch_config(options: &Options, reload: &ReloadHandle) -> Option<reload::watch::ConfigWatch> {
+    if !options.watch_config {
+        return None;
+    }
+    let handle = reload.clone();
+    match reload::watch::watch(&options.config_path, WATCH_DEBOUNCE, move || {
+        handle.trigger("file");
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "not watching the config file; SIGHUP and POST /reload still reload it");
+            None
+        }
+    }
+}
+
+/// Editors and ConfigMap updates write in several steps; one reload follows.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);

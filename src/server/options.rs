@@ -42,6 +42,8 @@ pub struct Options {
     pub service_cluster: Option<String>,
     /// `--service-node`.
     pub service_node: Option<String>,
+    /// Reload when the config file changes (`--watch-config`, default on).
+    pub watch_config: bool,
 }
 
 impl Options {
@@ -56,6 +58,7 @@ impl Options {
             admin_address_path: None,
             service_cluster: None,
             service_node: None,
+            watch_config: true,
         }
     }
 }

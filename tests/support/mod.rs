@@ -54,6 +54,8 @@ impl Hale {
         .unwrap_or_else(|e| panic!("test config rejected:\n{e}"));
         let mut options = hale::Options::new("test.yaml");
         options.concurrency = workers;
+        // Held in memory: there is no file to watch.
+        options.watch_config = false;
         // The settle time is at most half the drain time.
         options.drain_time = Duration::from_secs(5).max(settle * 2);
         options.drain_settle = Some(settle);
@@ -61,6 +63,30 @@ impl Hale {
         Self {
             running: Some(running),
         }
+    }
+
+    /// Starts hale on the config file at `path` (which reloads read
+    /// again), watching it for changes when `watch` is set.
+    pub fn start_file(path: &Path, workers: usize, watch: bool) -> Self {
+        let bootstrap = hale::config::load(path, &hale::config::Overrides::default())
+            .unwrap_or_else(|e| panic!("test config rejected:\n{e}"));
+        let mut options = hale::Options::new(path);
+        options.concurrency = workers;
+        options.watch_config = watch;
+        options.drain_time = Duration::from_secs(5);
+        options.drain_settle = Some(Duration::ZERO);
+        let running = hale::start(bootstrap, &options).expect("hale starts");
+        Self {
+            running: Some(running),
+        }
+    }
+
+    /// `POST /reload`: the reload's report as JSON, and the status.
+    pub async fn reload(&self) -> (u16, serde_json::Value) {
+        let reply = self.admin_post("/reload").await;
+        let report = serde_json::from_str(&reply.body)
+            .unwrap_or_else(|e| panic!("/reload answered {}: {e}: {:?}", reply.status, reply.body));
+        (reply.status, report)
     }
 
     fn running(&self) -> &hale::Running {

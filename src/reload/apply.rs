@@ -1,0 +1,222 @@
+//! One reload, start to end: load and validate the file, diff it against
+//! the running config, refuse what cannot change live, bind new listeners,
+//! hand the state of replaced clusters' hosts to their successors, build
+//! the new world aside, let new hosts have their first check, swap, then
+//! retire what the old world alone had.
+//!
+//! Owns: the order of those steps. Nothing is changed before every step
+//! that can fail has passed (load, validate, the fixed fields, binding),
+//! so a rejected reload leaves the running config untouched.
+//! Must not touch: the triggers (`mod.rs`) or how a world is built.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{MAX_WARMING, Outcome, ReloadStats};
+use crate::config::model::Bootstrap;
+use crate::config::{self, Overrides, diff};
+use crate::health::scheduler::Warmup;
+use crate::lifecycle::Changes;
+use crate::proxy::cluster::HealthRuntime;
+use crate::proxy::listeners::{self, ListenerSet};
+use crate::proxy::snapshot::{Build, Snapshot, World};
+use crate::stats::Store;
+
+/// Everything a reload reads and replaces.
+#[derive(Debug)]
+pub struct Reloader {
+    /// The file, read again on each reload.
+    pub path: PathBuf,
+    /// What the command line overrides in it.
+    pub overrides: Overrides,
+    /// The published world.
+    pub snapshot: Snapshot,
+    /// Where stats live.
+    pub store: Arc<Store>,
+    /// Stops every health check (new clusters' checks are its children).
+    pub health_stop: CancellationToken,
+    /// Told after each applied reload (the probe server's Watch).
+    pub changes: Changes,
+    /// The listeners being served.
+    pub listeners: ListenerSet,
+    stats: ReloadStats,
+    generation: u64,
+}
+
+impl Reloader {
+    /// A reloader for a server serving generation 1.
+    pub fn new(
+        path: PathBuf,
+        overrides: Overrides,
+        snapshot: Snapshot,
+        store: Arc<Store>,
+        health_stop: CancellationToken,
+        changes: Changes,
+        listeners: ListenerSet,
+    ) -> Self {
+        let stats = ReloadStats::new(&store);
+        stats.generation.set(1);
+        Self {
+            path,
+            overrides,
+            snapshot,
+            store,
+            health_stop,
+            changes,
+            listeners,
+            stats,
+            generation: 1,
+        }
+    }
+
+    /// Reads the file again and applies it if it is valid and different.
+    pub async fn reload(&mut self) -> Outcome {
+        self.stats.attempt.inc();
+        let started = Instant::now();
+        let outcome = match config::load(&self.path, &self.overrides) {
+            Err(errors) => self.rejected(errors.iter().map(ToString::to_string).collect()),
+            Ok(new) => self.apply(new, started).await,
+        };
+        match &outcome {
+            Outcome::Applied { .. } => self.stats.success.inc(),
+            Outcome::Unchanged { .. } => self.stats.unchanged.inc(),
+            Outcome::Rejected { .. } => self.stats.failure.inc(),
+        }
+        outcome
+    }
+
+    fn rejected(&self, errors: Vec<String>) -> Outcome {
+        Outcome::Rejected {
+            generation: self.generation,
+            errors,
+        }
+    }
+
+    async fn apply(&mut self, new: Bootstrap, started: Instant) -> Outcome {
+        let old = self.snapshot.load_full();
+        let diff = diff::diff(&old.bootstrap, &new);
+        if !diff.fixed.is_empty() {
+            let file = new.source.display().to_string();
+            return self.rejected(
+                diff.fixed
+                    .iter()
+                    .map(|f| format!("{file}: {}: {}", f.path, f.message))
+                    .collect(),
+            );
+        }
+        if diff.is_empty() {
+            return Outcome::Unchanged {
+                generation: self.generation,
+            };
+        }
+
+        // Bind what is new first: a port in use rejects the reload while
+        // nothing has changed yet.
+        let mut bound = HashMap::new();
+        let mut sockets = Vec::new();
+        let mut errors = Vec::new();
+        for (index, l) in new.listeners.iter().enumerate() {
+            if !diff.listeners.added.contains(&l.name) {
+                continue;
+            }
+            match listeners::bind(l.address, self.listeners.workers()) {
+                Ok(b) => {
+                    bound.insert(l.name.clone(), b.address);
+                    sockets.push((l.name.clone(), b));
+                }
+                Err(e) => errors.push(format!(
+                    "{}: static_resources.listeners[{index}].address: cannot bind listener \"{}\" to {}: {e}",
+                    new.source.display(),
+                    l.name,
+                    l.address
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            // The sockets bound so far close as `sockets` drops.
+            return self.rejected(errors);
+        }
+
+        // From here nothing fails.
+        let mut carried = HashMap::new();
+        for name in &diff.clusters.changed {
+            if let Some(cluster) = old.cluster(name) {
+                carried.insert(name.clone(), cluster.retire().await);
+            }
+        }
+        let warming = warming_bound(&new, &diff);
+        let warmup = Warmup::new();
+        let health = HealthRuntime {
+            warmup: Arc::clone(&warmup),
+            stop: self.health_stop.clone(),
+            changes: self.changes.clone(),
+        };
+        let world = World::build(
+            Arc::new(new),
+            Build {
+                store: &self.store,
+                workers: self.listeners.workers(),
+                health: &health,
+                bound: &bound,
+                previous: Some(&old),
+                unchanged: &diff.clusters.unchanged,
+                carried,
+            },
+        )
+        .await;
+        // Envoy warms a new cluster before it takes traffic: new hosts get
+        // their first check before the swap (bounded by the checks' own
+        // timeouts); hosts that survive kept their state and need none.
+        if warmup.pending() > 0 {
+            let _ = tokio::time::timeout(warming, warmup.wait()).await;
+        }
+        let world = Arc::new(world);
+        self.snapshot.store(Arc::clone(&world));
+        let took = started.elapsed();
+
+        old.retire();
+        for name in &diff.clusters.removed {
+            if let Some(cluster) = old.cluster(name) {
+                cluster.stop();
+                self.store.remove_prefix(&format!("cluster.{name}."));
+            }
+        }
+        for name in &diff.listeners.removed {
+            self.listeners.stop(name);
+        }
+        for (name, b) in sockets {
+            if let Some(l) = world.listener_named(&name) {
+                self.listeners.start(&name, l.id, Arc::clone(&l.gate), b);
+            }
+        }
+        self.changes.notify();
+        self.generation += 1;
+        self.stats
+            .generation
+            .set(i64::try_from(self.generation).unwrap_or(i64::MAX));
+        Outcome::Applied {
+            generation: self.generation,
+            changes: diff.summary(),
+            took_ms: took.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// How long new hosts may take for their first check: the slowest of the
+/// added and changed clusters' checks (jitter plus timeout), plus a margin.
+fn warming_bound(new: &Bootstrap, diff: &diff::Diff) -> Duration {
+    new.clusters
+        .iter()
+        .filter(|c| {
+            diff.clusters.added.contains(&c.name) || diff.clusters.changed.contains(&c.name)
+        })
+        .flat_map(|c| &c.health_checks)
+        .map(|hc| hc.initial_jitter + hc.timeout + Duration::from_millis(250))
+        .max()
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_WARMING)
+}
