@@ -400,6 +400,7 @@ impl Cluster {
                 &scope,
                 Box::new(move || on_change.request_rebuild()),
                 health_runtime.stop.clone(),
+                None,
             )
         });
         if hosts.len() > 1 {
@@ -439,6 +440,7 @@ impl Cluster {
                     traffic: Arc::clone(&conn.traffic),
                     on_change: Box::new(move || on_change.request_rebuild()),
                     on_pass,
+                    carried: None,
                 },
                 store,
                 &health_runtime.warmup,
