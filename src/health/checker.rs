@@ -348,6 +348,18 @@ pub fn initial_delay(hc: &HealthCheck, mut random: impl FnMut() -> u64) -> Durat
     }
 }
 
+/// Delay of the first probe of a session carried over a reload (it has had
+/// its first result already): a uniformly random point within `interval`,
+/// so the hosts of a reloaded cluster are not all probed at once.
+pub fn carried_delay(hc: &HealthCheck, mut random: impl FnMut() -> u64) -> Duration {
+    let span = millis(hc.interval);
+    if span == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(random() % span)
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

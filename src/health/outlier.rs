@@ -5,7 +5,9 @@
 //! Owns: consecutive 5xx / gateway / local-origin counters, success-rate
 //! and failure-percentage sweeps, ejection admission (`max_ejection_percent`,
 //! `always_eject_one_host`, `enforcing_*`), ejection time growth and decay,
-//! and `cluster.<name>.outlier_detection.*` stats.
+//! `cluster.<name>.outlier_detection.*` stats, and the hosts' state handed
+//! over a reload to the detector of the cluster that replaces this one
+//! ([`OutlierCarry`], in `outlier/carry.rs`).
 //! Must not touch: host flags or the data path. The owning task applies the
 //! [`Action`]s; the data path only reports results.
 
@@ -124,7 +126,7 @@ struct Bucket {
     total: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct HostState {
     consecutive_5xx: u32,
     consecutive_gateway: u32,
@@ -533,9 +535,11 @@ impl Detector {
     }
 }
 
+mod carry;
 mod published;
 mod stats;
 mod task;
+pub use carry::OutlierCarry;
 pub use published::{Published, Rate};
 pub use stats::OutlierStats;
 pub use task::{Passive, WatchedHost, start};

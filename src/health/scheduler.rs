@@ -3,13 +3,15 @@
 //! publishes the host's flags, tells the events and sleeps Envoy's interval.
 //!
 //! Owns: the sessions' timers and probers, `cluster.<name>.health_check.*`
-//! stats, the first-round warm-up count, and passive immediate-fail marks.
+//! stats, the first-round warm-up count, passive immediate-fail marks, and
+//! handing the sessions' state to the cluster a reload builds
+//! ([`CheckCarry`], in `scheduler/carry.rs`).
 //! Must not touch: the data path. The cluster hands in its hosts' flags and
 //! a callback to run when host health changed; nothing here imports proxy/.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -119,8 +121,11 @@ struct Shared {
     cluster: String,
     hosts: Vec<CheckedHost>,
     checks: Vec<(HealthCheck, String, EventLog)>,
-    // session_flags[host][check]: each session's latest flags.
-    session_flags: Vec<Vec<AtomicU32>>,
+    // sessions[host][check]: each session's state as of its last applied
+    // result. Written by the session's task after every result (the task
+    // works on its own copy); read by `publish`, `failing_checks` and, once
+    // the sessions are stopped, `carry`. Locks are never held across an await.
+    sessions: Vec<Vec<Mutex<Session>>>,
     // published[host]: the combined flags last written to the host, so the
     // gauges move by differences instead of recounting every host.
     published: Vec<AtomicU32>,
@@ -138,20 +143,30 @@ struct Shared {
     on_pass: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
 
+/// A session's state; a poisoned lock still holds a whole `Session` (it is
+/// only ever replaced whole).
+fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The flags a host's sessions amount to: a host is healthy only when every
+/// check passes.
+fn combined(sessions: &[Mutex<Session>]) -> u32 {
+    sessions.iter().fold(0, |acc, s| acc | lock(s).flags)
+}
+
 impl Shared {
     /// ORs the host's sessions' flags into the host (a host is healthy only
     /// when every check passes) and moves the gauges by the difference.
     fn publish(&self, host: usize) {
         let (Some(h), Some(sessions), Some(last)) = (
             self.hosts.get(host),
-            self.session_flags.get(host),
+            self.sessions.get(host),
             self.published.get(host),
         ) else {
             return;
         };
-        let mut combined = sessions
-            .iter()
-            .fold(0, |acc, f| acc | f.load(Ordering::Relaxed));
+        let mut combined = combined(sessions);
         if self
             .passive_pending
             .get(host)
@@ -253,17 +268,26 @@ pub struct ClusterChecks {
     /// Run with a host's index after each passing check (outlier detection
     /// may let an ejected host back on it).
     pub on_pass: Option<Box<dyn Fn(usize) + Send + Sync>>,
+    /// What the checks of the cluster this one replaces knew (a reload):
+    /// a host with the same address and check address, under a check equal
+    /// to one of the old cluster's, goes on from where its session was.
+    pub carried: Option<CheckCarry>,
 }
 
 impl ActiveChecks {
-    /// Marks every host failed-pending and starts one session per host and
-    /// check on the current runtime, counted in `warmup`, until `stop`.
+    /// Starts one session per host and check on the current runtime, until
+    /// `stop`. A new session marks its host failed until its first result,
+    /// counted in `warmup` (Envoy); a session carried over a reload (see
+    /// [`ClusterChecks::carried`]) goes on from its state: its flags are
+    /// published as they were, it is not counted in `warmup`, and its first
+    /// probe comes at a random point within `interval`.
     pub fn start(
         spec: ClusterChecks,
         store: &Arc<Store>,
         warmup: &Arc<Warmup>,
         stop: &CancellationToken,
     ) -> Arc<Self> {
+        let carried = spec.carried.unwrap_or_default().take_matches(&spec.checks);
         let checks: Vec<(HealthCheck, String, EventLog)> = spec
             .checks
             .into_iter()
@@ -273,46 +297,65 @@ impl ActiveChecks {
                 (c, label, log)
             })
             .collect();
-        let session_flags = spec
+        // Envoy: hosts of a health-checked cluster start failed until their
+        // first check; a host that re-appears with the same address keeps
+        // its active-check flags (envoy-health.md §1.5).
+        let sessions: Vec<Vec<Mutex<Session>>> = spec
             .hosts
             .iter()
-            .map(|_| {
-                checks
+            .map(|h| {
+                carried
                     .iter()
-                    .map(|_| AtomicU32::new(flags::FAILED_ACTIVE_HC))
+                    .map(|c| Mutex::new(carry::session(c, h).unwrap_or_default()))
                     .collect()
             })
             .collect();
-        let published = spec
-            .hosts
+        let published: Vec<AtomicU32> = sessions
             .iter()
-            .map(|_| AtomicU32::new(flags::FAILED_ACTIVE_HC))
+            .map(|s| AtomicU32::new(combined(s)))
             .collect();
+        let first_results: Vec<AtomicUsize> = sessions
+            .iter()
+            .map(|s| AtomicUsize::new(s.iter().filter(|s| lock(s).has_result()).count()))
+            .collect();
+        let hosts_checked = first_results
+            .iter()
+            .filter(|n| {
+                let n = n.load(Ordering::SeqCst);
+                n > 0 && n == checks.len()
+            })
+            .count();
+        let unchecked = sessions
+            .iter()
+            .flatten()
+            .filter(|s| !lock(s).has_result())
+            .count();
         let passive_pending = spec.hosts.iter().map(|_| AtomicUsize::new(0)).collect();
-        let first_results = spec.hosts.iter().map(|_| AtomicUsize::new(0)).collect();
         let shared = Arc::new(Shared {
             published,
             passive_pending,
             stats: CheckStats::new(store, &spec.cluster),
-            hosts_checked: AtomicUsize::new(0),
+            hosts_checked: AtomicUsize::new(hosts_checked),
             first_results,
             cluster: spec.cluster,
             hosts: spec.hosts,
             checks,
-            session_flags,
+            sessions,
             traffic: spec.traffic,
             on_change: spec.on_change,
             on_pass: spec.on_pass,
         });
-        // Envoy: hosts of a health-checked cluster start failed until their
-        // first check; the gauges start at zero to match.
-        for host in &shared.hosts {
-            host.health.replace(SESSION_FLAGS, flags::FAILED_ACTIVE_HC);
+        let (mut healthy, mut degraded) = (0, 0);
+        for (host, published) in shared.hosts.iter().zip(&shared.published) {
+            let bits = published.load(Ordering::Relaxed);
+            host.health.replace(SESSION_FLAGS, bits);
+            healthy += i64::from(bits & flags::FAILED_ACTIVE_HC == 0);
+            degraded += i64::from(bits & flags::DEGRADED_ACTIVE_HC != 0);
         }
-        shared.stats.healthy.set(0);
-        shared.stats.degraded.set(0);
+        shared.stats.healthy.set(healthy);
+        shared.stats.degraded.set(degraded);
         (shared.on_change)();
-        warmup.add(shared.hosts.len() * shared.checks.len());
+        warmup.add(unchecked);
 
         let mut passive = Vec::with_capacity(shared.hosts.len());
         for host in 0..shared.hosts.len() {
@@ -330,6 +373,9 @@ impl ActiveChecks {
                 let stop = stop.clone();
                 tokio::spawn(async move {
                     tokio::select! {
+                        // Once stopped, a session applies and publishes
+                        // nothing more: its state may be carried already.
+                        biased;
                         () = stop.cancelled() => {}
                         () = task.run() => {}
                     }
@@ -351,14 +397,14 @@ impl ActiveChecks {
     /// The checks `host` is failing now, as `"<index> <description>"`
     /// (hale runs several checks per cluster; this says which one failed).
     pub fn failing_checks(&self, host: usize) -> Vec<String> {
-        let Some(sessions) = self.shared.session_flags.get(host) else {
+        let Some(sessions) = self.shared.sessions.get(host) else {
             return Vec::new();
         };
         sessions
             .iter()
             .zip(&self.shared.checks)
             .enumerate()
-            .filter(|(_, (f, _))| f.load(Ordering::Relaxed) & flags::FAILED_ACTIVE_HC != 0)
+            .filter(|(_, (s, _))| lock(s).flags & flags::FAILED_ACTIVE_HC != 0)
             .map(|(i, (_, (_, label, _)))| format!("{i} {label}"))
             .collect()
     }
@@ -409,13 +455,24 @@ impl SessionTask {
             check_index: self.check,
             check: label,
         };
-        let mut session = Session::new(false);
+        // New, or carried over a reload (see `ActiveChecks::start`).
+        let mut session = shared
+            .sessions
+            .get(self.host)
+            .and_then(|s| s.get(self.check))
+            .map(|s| lock(s).clone())
+            .unwrap_or_default();
         // Taken by each probe and given back when it ends; a timed-out probe
         // keeps it (see revival.rs), and a new one replaces it.
         let mut prober = Some(Prober::new(hc, target.check_address, &shared.cluster));
         let mut revival = Revival::Nothing;
         let mut traffic_seen = false;
-        let mut next = Instant::now() + checker::initial_delay(hc, rand::random);
+        let first_delay = if session.has_result() {
+            checker::carried_delay(hc, rand::random)
+        } else {
+            checker::initial_delay(hc, rand::random)
+        };
+        let mut next = Instant::now() + first_delay;
         // How the last check went, to redo the wait when traffic starts.
         let mut last: Option<(Instant, bool, Transition)> = None;
         loop {
@@ -536,11 +593,11 @@ impl SessionTask {
     ) {
         if let Some(slot) = self
             .shared
-            .session_flags
+            .sessions
             .get(self.host)
             .and_then(|s| s.get(self.check))
         {
-            slot.store(session.flags, Ordering::Relaxed);
+            *lock(slot) = session.clone();
         }
         // Flags can change without a transition (a timeout flag on a failed
         // host): always publish; rebuild balancing state only on a change.
@@ -557,3 +614,9 @@ impl SessionTask {
         }
     }
 }
+
+mod carry;
+pub use carry::CheckCarry;
+
+#[cfg(test)]
+mod tests;

@@ -17,8 +17,9 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::model::{self, DiscoveryType, UpstreamProtocol};
-use crate::health::outlier::{self, Observation, Passive, WatchedHost};
-use crate::health::scheduler::{ActiveChecks, CheckedHost, ClusterChecks, Warmup};
+use crate::health::checker::SESSION_FLAGS;
+use crate::health::outlier::{self, Observation, OutlierCarry, Passive, WatchedHost};
+use crate::health::scheduler::{ActiveChecks, CheckCarry, CheckedHost, ClusterChecks, Warmup};
 use crate::health::{self, Coarse, HostHealth, flags, unresponsive};
 use crate::stats::{Counter, Gauge, Scope, StatusCounters, Store};
 
@@ -48,6 +49,10 @@ pub struct Carried {
     /// Each host's flags (the same `Arc`: the data path of the old world,
     /// finishing its requests, sees what the new checks find).
     pub health: HashMap<SocketAddr, Arc<HostHealth>>,
+    /// Each active check's state per host (thresholds count on).
+    pub checks: Option<CheckCarry>,
+    /// Outlier detection's state per host (ejections run their course).
+    pub outlier: Option<OutlierCarry>,
 }
 
 /// Per-host counters, shown by `/clusters` (Envoy does not put them in `/stats`).
@@ -306,7 +311,7 @@ impl Cluster {
         health_runtime: &HealthRuntime,
         carried: Option<Carried>,
     ) -> Self {
-        let carried = carried.unwrap_or_default();
+        let mut carried = carried.unwrap_or_default();
         let stop = health_runtime.stop.child_token();
         let scope = Scope::tagged(store.clone(), "cluster", &config.name, "envoy_cluster_name");
         let conn = ConnStats {
@@ -368,7 +373,7 @@ impl Cluster {
                 hostname: endpoint.host.clone(),
                 weight: endpoint.weight.max(1),
                 priority: endpoint.priority,
-                health: host_health(&carried, address, endpoint.health_status),
+                health: host_health(&carried, address, endpoint.health_status, config),
                 stats: host_stats,
                 pool: HostPool::new(
                     address,
@@ -417,6 +422,7 @@ impl Cluster {
                 &scope,
                 Box::new(move || on_change.request_rebuild()),
                 stop.clone(),
+                carried.outlier.take(),
             )
         });
         if hosts.len() > 1 {
@@ -456,6 +462,7 @@ impl Cluster {
                     traffic: Arc::clone(&conn.traffic),
                     on_change: Box::new(move || on_change.request_rebuild()),
                     on_pass,
+                    carried: carried.checks.take(),
                 },
                 store,
                 &health_runtime.warmup,
@@ -478,11 +485,20 @@ impl Cluster {
     /// cluster still serves the requests of the world it belongs to.
     pub async fn retire(&self) -> Carried {
         self.stop.cancel();
+        // Taken before any await: a stopped session's queued mark is
+        // applied here rather than lost with its task.
+        let checks = self.active.as_ref().map(|a| a.carry());
+        let outlier = match &self.passive {
+            Some(p) => Some(p.retire().await),
+            None => None,
+        };
         Carried {
             health: self
                 .hosts()
                 .map(|h| (h.address, Arc::clone(&h.health)))
                 .collect(),
+            checks,
+            outlier,
         }
     }
 
@@ -648,10 +664,19 @@ fn host_health(
     carried: &Carried,
     address: SocketAddr,
     status: model::HealthStatus,
+    config: &model::Cluster,
 ) -> Arc<HostHealth> {
     match carried.health.get(&address) {
         Some(health) => {
             health.replace(flags::EDS, health::status_flags(status));
+            // Nothing would ever clear what a check or ejection the new
+            // config no longer has set.
+            if config.health_checks.is_empty() {
+                health.clear(SESSION_FLAGS);
+            }
+            if config.outlier_detection.is_none() {
+                health.clear(flags::FAILED_OUTLIER_CHECK);
+            }
             // The unresponsive watch starts afresh with the new cluster and
             // would never clear a mark the old one set.
             health.clear(flags::UNRESPONSIVE);

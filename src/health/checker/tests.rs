@@ -332,6 +332,38 @@ fn jitter_adds_within_its_bounds() {
     assert_eq!(initial_delay(&h, || 7), Duration::ZERO);
 }
 
+#[test]
+fn a_carried_session_is_first_checked_within_its_interval() {
+    let mut h = hc(); // interval 5s
+    h.initial_jitter = Duration::from_secs(60);
+    assert_eq!(carried_delay(&h, || 0), Duration::ZERO);
+    assert_eq!(carried_delay(&h, || 4999), Duration::from_millis(4999));
+    assert_eq!(carried_delay(&h, || 5000), Duration::ZERO);
+    assert!(carried_delay(&h, || u64::MAX) < h.interval);
+    h.interval = Duration::ZERO;
+    assert_eq!(carried_delay(&h, || 7), Duration::ZERO);
+}
+
+#[test]
+fn a_carried_session_keeps_its_counts() {
+    // What a reload hands over is the whole session, not just its flags:
+    // a failed host mid-recovery needs only the passes it still lacks.
+    let mut s = Session::new(false);
+    s.apply(&pass(), th(3, 1));
+    s.apply(&fail(FailureType::Network), th(3, 1));
+    s.apply(&pass(), th(3, 1));
+    let mut carried = s.clone();
+    assert!(carried.has_result());
+    assert_eq!(
+        carried.apply(&pass(), th(3, 1)).transition,
+        Transition::ChangePending
+    );
+    assert_eq!(
+        carried.apply(&pass(), th(3, 1)).transition,
+        Transition::Changed
+    );
+}
+
 /// Drives a session as the scheduler does, on tokio's paused clock: probe,
 /// apply, sleep the chosen interval. Returns when `until` holds.
 async fn run_until(

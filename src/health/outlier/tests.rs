@@ -308,3 +308,179 @@ async fn a_passing_active_check_unejects_unless_told_not_to() {
     assert_eq!(d.active_check_passed(0, now), None);
     assert!(d.is_ejected(0));
 }
+
+fn at(i: u8) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([10, 0, 0, i], 80))
+}
+
+/// One 5xx ejects for 30 s, doubling; swept every 10 s.
+fn eager() -> OutlierDetection {
+    OutlierDetection {
+        consecutive_5xx: 1,
+        base_ejection_time: Duration::from_secs(30),
+        max_ejection_time: Duration::from_secs(300),
+        interval: Duration::from_secs(10),
+        ..permissive()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_carried_ejection_keeps_its_time_and_its_history() {
+    let (mut old, _) = detector(eager(), 2);
+    let start = Instant::now();
+    old.observe(0, Observation::Status(500), start, &mut always());
+    old.sweep(start + Duration::from_secs(30), &mut always());
+    // Ejected a second time: 60 s.
+    let t = start + Duration::from_secs(31);
+    old.observe(0, Observation::Status(500), t, &mut always());
+    let carry = old.carry(&[at(0), at(1)], t);
+    assert_eq!((carry.len(), carry.ejected()), (2, 1));
+    assert_eq!(carry.hosts[&at(0)].num_ejections, 2);
+
+    // The new cluster lists the hosts in another order, with a new one.
+    let (mut new, store) = detector(eager(), 3);
+    new.resume(&[at(9), at(1), at(0)], &carry);
+    assert!(new.is_ejected(2));
+    assert!(!new.is_ejected(0) && !new.is_ejected(1));
+    assert_eq!(stat(&store, "ejections_active"), 1);
+    assert!(
+        new.sweep(t + Duration::from_secs(59), &mut always())
+            .is_empty()
+    );
+    assert_eq!(
+        new.sweep(t + Duration::from_secs(60), &mut always()),
+        vec![Action::Uneject { host: 2 }]
+    );
+    assert_eq!(stat(&store, "ejections_active"), 0);
+    // Its history goes on: a third ejection, before any decay, is 90 s.
+    let third = new.observe(
+        2,
+        Observation::Status(500),
+        t + Duration::from_secs(61),
+        &mut always(),
+    );
+    assert!(matches!(
+        third.first(),
+        Some(Action::Eject { duration, .. }) if *duration == Duration::from_secs(90)
+    ));
+}
+
+fn watched(addresses: &[u8]) -> Vec<WatchedHost> {
+    addresses
+        .iter()
+        .map(|i| WatchedHost {
+            address: at(*i),
+            health: std::sync::Arc::new(crate::health::HostHealth::default()),
+        })
+        .collect()
+}
+
+fn out(h: &WatchedHost) -> bool {
+    h.health.bits() & crate::health::flags::FAILED_OUTLIER_CHECK != 0
+}
+
+fn launch(
+    scope: &Scope,
+    hosts: &[WatchedHost],
+    carried: Option<OutlierCarry>,
+) -> (Passive, tokio_util::sync::CancellationToken) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let passive = start(
+        "c".into(),
+        eager(),
+        hosts.to_vec(),
+        scope,
+        Box::new(|| {}),
+        stop.clone(),
+        carried,
+    );
+    (passive, stop)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retired_task_hands_its_ejections_to_the_next_cluster() {
+    let store = Store::new();
+    let scope = Scope::tagged(store.clone(), "cluster", "c", "envoy_cluster_name");
+    let hosts = watched(&[0, 1]);
+    let t0 = Instant::now();
+    let (old, _old_stop) = launch(&scope, &hosts, None);
+    // Sweeps at t0 + 10, 20, 30, 40 s: ejected at 1 s for 30 s, the host is
+    // back at the sweep of 40 s.
+    tokio::time::sleep_until(t0 + Duration::from_secs(1)).await;
+    old.report(0, Observation::Status(500));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(out(&hosts[0]));
+
+    tokio::time::sleep_until(t0 + Duration::from_secs(15)).await;
+    let carry = old.retire().await;
+    assert_eq!(carry.ejected(), 1);
+    old.report(1, Observation::Status(500));
+    assert_eq!(
+        stat(&store, "reports_dropped"),
+        0,
+        "a retired task is not full"
+    );
+
+    // The surviving host keeps its flags' Arc; host 2 is new.
+    let mut next = vec![hosts[0].clone()];
+    next.extend(watched(&[2]));
+    let (new, _new_stop) = launch(&scope, &next, Some(carry));
+    assert!(out(&next[0]), "still ejected");
+    assert_eq!(stat(&store, "ejections_active"), 1);
+    tokio::time::sleep_until(t0 + Duration::from_millis(39_999)).await;
+    assert!(out(&next[0]), "not before its time");
+    tokio::time::sleep_until(t0 + Duration::from_millis(40_001)).await;
+    assert!(
+        !out(&next[0]),
+        "back at the sweep the old task would have run"
+    );
+    assert_eq!(stat(&store, "ejections_active"), 0);
+
+    // Ejected again just after 40 s, before any decay: for 60 s, not a
+    // first ejection's 30 s; back at the first sweep past 100 s.
+    new.report(0, Observation::Status(500));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(out(&next[0]));
+    tokio::time::sleep_until(t0 + Duration::from_secs(85)).await;
+    assert!(out(&next[0]), "a new history would be back at 80 s");
+    tokio::time::sleep_until(t0 + Duration::from_millis(109_999)).await;
+    assert!(out(&next[0]));
+    tokio::time::sleep_until(t0 + Duration::from_millis(110_001)).await;
+    assert!(!out(&next[0]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retire_after_the_stop_token_still_hands_the_state_over() {
+    let store = Store::new();
+    let scope = Scope::tagged(store.clone(), "cluster", "c", "envoy_cluster_name");
+    let hosts = watched(&[0, 1]);
+    let (old, stop) = launch(&scope, &hosts, None);
+    old.report(1, Observation::Status(500));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(out(&hosts[1]));
+
+    // Cancelled, and the task already gone: its state was left behind.
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let carry = old.retire().await;
+    assert_eq!(carry.ejected(), 1);
+    assert!(old.retire().await.is_empty(), "handed over once");
+
+    // Cancelled, and the task not yet run since: the same.
+    let (again, stop) = launch(&scope, &hosts, Some(carry));
+    stop.cancel();
+    assert_eq!(again.retire().await.ejected(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_uncarried_host_loses_a_stale_ejection_flag() {
+    let store = Store::new();
+    let scope = Scope::tagged(store.clone(), "cluster", "c", "envoy_cluster_name");
+    let hosts = watched(&[0, 1]);
+    hosts[0]
+        .health
+        .set(crate::health::flags::FAILED_OUTLIER_CHECK);
+    let (_passive, _stop) = launch(&scope, &hosts, None);
+    assert!(!out(&hosts[0]), "no detector would ever let it back");
+    assert_eq!(stat(&store, "ejections_active"), 0);
+}
