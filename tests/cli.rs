@@ -23,6 +23,7 @@ struct Proc {
     child: Child,
     admin: String,
     stderr_path: std::path::PathBuf,
+    config: std::path::PathBuf,
 }
 
 impl Drop for Proc {
@@ -53,6 +54,7 @@ impl Proc {
             child,
             admin: String::new(),
             stderr_path,
+            config,
         };
         let admin = eventually("the admin address file", || {
             let text = std::fs::read_to_string(&admin_file).ok();
@@ -523,4 +525,44 @@ async fn large_bodies_stream_both_ways_with_bounded_memory() {
         peak < baseline + 64 * 1024,
         "peak RSS grew from {baseline} KiB to {peak} KiB while streaming 2 GiB"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_file_in_the_same_process() {
+    let a = Upstream::start("a", Behaviour::Echo).await;
+    let b = Upstream::start("b", Behaviour::Echo).await;
+    let clusters = cluster("a", "ROUND_ROBIN", &[(a.addr, 1, 0)], "")
+        + &cluster("b", "ROUND_ROBIN", &[(b.addr, 1, 0)], "");
+    // Only the signal reloads: the file watch is off.
+    let mut hale = Proc::start(&bootstrap(&all_to("a"), &clusters), &["--no-watch-config"]).await;
+    let pid = hale.pid();
+    let url = hale.listener_url().await;
+    assert_eq!(
+        get(&format!("{url}/x"), &[]).await.header("x-upstream"),
+        Some("a")
+    );
+
+    std::fs::write(&hale.config, bootstrap(&all_to("b"), &clusters)).unwrap();
+    hale.signal("-HUP");
+    eventually("the reloaded route", || {
+        let url = url.clone();
+        async move {
+            let reply = get(&format!("{url}/x"), &[]).await;
+            (reply.header("x-upstream") == Some("b")).then_some(())
+        }
+    })
+    .await;
+    assert!(hale.child.try_wait().unwrap().is_none(), "hale exited");
+    assert_eq!(hale.pid(), pid);
+    let stats = get(&format!("{}/stats?filter=server.reload", hale.admin), &[])
+        .await
+        .body;
+    assert!(stats.contains("server.reload.success: 1"), "{stats}");
+    let stderr = std::fs::read_to_string(&hale.stderr_path).unwrap();
+    assert!(
+        stderr.contains("SIGHUP"),
+        "the log names the trigger:\n{stderr}"
+    );
+    hale.signal("-TERM");
+    assert_eq!(hale.exit_code().await, 0);
 }

@@ -525,3 +525,98 @@ async fn twenty_reloads_under_steady_load_fail_no_request() {
     assert!(ok >= 1000, "only {ok} requests");
     hale.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_degraded_cache_and_operator_modes_outlive_a_reload() {
+    let up = Upstream::start("app", Behaviour::Echo).await;
+    let filter = "          http_filters:
+          - name: hale.filters.http.degraded
+            typed_config:
+              \"@type\": type.googleapis.com/hale.filters.http.degraded.v1.Degraded
+              retry_after: 7s
+";
+    let config = |prefixes: &[(&str, &str)]| {
+        bootstrap(
+            &routes(prefixes),
+            &cluster("backend", "ROUND_ROBIN", &endpoints(&[up.addr]), ""),
+        )
+        .replacen("          http_filters:\n", filter, 1)
+    };
+    let path = config_file(&config(&[("/", "backend")]));
+    let hale = Hale::start_file(&path, 2, false);
+    let url = hale.url("listener_0");
+    let fresh = get(&format!("{url}/items?page=1"), &[]).await;
+    assert_eq!(fresh.status, 200);
+    eventually("the response to be cached", || async {
+        (hale.stat("http.ingress.degraded.cache_entries") >= 1).then_some(())
+    })
+    .await;
+    let set = hale.admin_post("/degraded?cluster=backend&mode=on").await;
+    assert_eq!(set.status, 200, "{}", set.body);
+
+    write(&path, &config(&[("/other/", "backend"), ("/", "backend")]));
+    let (status, report) = hale.reload().await;
+    assert_eq!((status, outcome(&report)), (200, "applied"), "{report}");
+
+    // Still degraded by the operator, and still answered from the cache.
+    let stale = get(&format!("{url}/items?page=1"), &[]).await;
+    assert_eq!(stale.status, 200, "{}", stale.body);
+    assert_eq!(stale.body, fresh.body);
+    assert!(stale.header("x-hale-degraded").is_some());
+    assert_eq!(hale.stat("http.ingress.degraded.cache_entries"), 1);
+    assert_eq!(hale.stat("http.ingress.degraded.active"), 1);
+    assert_eq!(
+        up.received(),
+        1,
+        "nothing went to the backend while degraded"
+    );
+    hale.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_servers_readiness_policy_follows_a_reload() {
+    let db = support::refused();
+    let checks = "    health_checks:
+    - timeout: 1s
+      interval: 0.1s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      tcp_health_check: {}
+";
+    let config = |policy: &str| {
+        bootstrap(
+            &routes(&[("/", "db")]),
+            &cluster("db", "ROUND_ROBIN", &endpoints(&[db.addr]), checks),
+        ) + &support::probe_server(policy)
+    };
+    let path = config_file(&config(""));
+    let hale = Hale::start_file(&path, 1, false);
+    let readyz = || async { get(&format!("{}/readyz", hale.probes()), &[]).await };
+    // The default policy: a dead cluster does not make hale unready.
+    assert_eq!(readyz().await.status, 200);
+
+    write(
+        &path,
+        &config(
+            "    readiness:\n      require_clusters:\n      - { cluster: db, min_healthy_percent: 100 }\n",
+        ),
+    );
+    let (status, report) = hale.reload().await;
+    assert_eq!((status, outcome(&report)), (200, "applied"), "{report}");
+    assert!(
+        report["changes"]
+            .as_str()
+            .unwrap()
+            .contains("probe server policy"),
+        "{report}"
+    );
+    let not_ready = readyz().await;
+    assert_eq!(not_ready.status, 503, "{}", not_ready.body);
+    assert!(not_ready.body.contains("cluster:db"), "{}", not_ready.body);
+
+    write(&path, &config(""));
+    let (status, report) = hale.reload().await;
+    assert_eq!((status, outcome(&report)), (200, "applied"), "{report}");
+    assert_eq!(readyz().await.status, 200);
+    hale.stop().await;
+}
