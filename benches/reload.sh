@@ -170,7 +170,8 @@ reload() {
     fi
     case " $shown " in *" $1 "*) ;; *)   # the first answer of each scenario
         shown="$shown $1"
-        echo "   first $1 round (-> $2): $(jq -c '{outcome, generation, changes, took_ms, errors} | with_entries(select(.value != null))' "$WORK/resp.json" 2>/dev/null || cat "$WORK/resp.json")"
+        echo "   first $1 round (-> $2): $(jq -c '{outcome, generation, changes, took_ms, errors} | with_entries(select(.value != null))
+            | if (.changes // "" | length) > 160 then .changes = .changes[:160] + "..." else . end' "$WORK/resp.json" 2>/dev/null || cat "$WORK/resp.json")"
     esac
 }
 
@@ -209,9 +210,9 @@ def summary(xs):
 print(f"{'scenario':<10} {'rounds':>6}  {'took_ms min / median / p90 / max':<34} {'wall ms min / median / p90 / max'}")
 for scenario, r in rows.items():
     print(f"{scenario:<10} {len(r['wall']):>6}  {summary(r['took']):<34} {summary(r['wall'])}")
-slow = [(s, x) for s, r in rows.items() for x in r["wall"] if x > 100]
-if slow:
-    print(f"reloads slower than 100 ms (wall): {len(slow)}: " + ", ".join(f"{s} {x:.0f}" for s, x in slow))
+slow = {s: sum(x > 100 for x in r["wall"]) for s, r in rows.items()}
+if any(slow.values()):
+    print("reloads slower than 100 ms (wall): " + ", ".join(f"{s} {n} of {len(rows[s]['wall'])}" for s, n in slow.items()))
 PY
 echo "hale RSS before reloads: $((rss_start / 1024)) MiB; after A<->B: $((rss_b / 1024)) MiB;" \
      "after all: $((rss_end / 1024)) MiB; peak (VmHWM): $((hwm / 1024)) MiB"

@@ -171,14 +171,15 @@ impl Store {
         }
     }
 
-    /// Drops every stat whose full name starts with `prefix` (a removed
-    /// cluster or listener).
-    pub fn remove_prefix(&self, prefix: &str) {
+    /// Drops every stat tagged `tag` = `value` (a removed cluster: by its
+    /// `envoy_cluster_name`, since a name prefix would also match cluster
+    /// `a.b` when `a` goes).
+    pub fn remove_tagged(&self, tag: &str, value: &str) {
         let mut entries = match self.entries.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        entries.retain(|name, _| !name.starts_with(prefix));
+        entries.retain(|_, e| !e.tags.iter().any(|(k, v)| *k == tag && v == value));
     }
 
     fn read(&self) -> Vec<(String, Entry)> {
@@ -447,6 +448,19 @@ impl StatusCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_clusters_stats_go_and_a_dotted_namesake_keeps_its_own() {
+        let store = Store::new();
+        let a = Scope::tagged(store.clone(), "cluster", "a", "envoy_cluster_name");
+        let ab = Scope::tagged(store.clone(), "cluster", "a.b", "envoy_cluster_name");
+        a.counter("upstream_rq_total").inc();
+        ab.counter("upstream_rq_total").inc();
+        store.remove_tagged("envoy_cluster_name", "a");
+        let text = store.render_text(None, false);
+        assert!(!text.contains("cluster.a.upstream_rq_total"), "{text}");
+        assert!(text.contains("cluster.a.b.upstream_rq_total: 1"), "{text}");
+    }
 
     #[test]
     fn status_counters_use_envoy_names_and_tags() {

@@ -184,7 +184,7 @@ impl Reloader {
         for name in &diff.clusters.removed {
             if let Some(cluster) = old.cluster(name) {
                 cluster.stop();
-                self.store.remove_prefix(&format!("cluster.{name}."));
+                self.store.remove_tagged("envoy_cluster_name", name);
             }
         }
         for name in &diff.listeners.removed {
