@@ -55,13 +55,15 @@ async fn a_new_route_takes_effect_without_a_restart() {
     let clusters = cluster("a", "ROUND_ROBIN", &endpoints(&[a.addr]), "")
         + &cluster("b", "ROUND_ROBIN", &endpoints(&[b.addr]), "");
     let path = config_file(&bootstrap(&routes(&[("/", "a")]), &clusters));
-    let hale = Hale::start_file(&path, 2, false);
+    // One worker: one connection pool per host, so reuse is visible.
+    let hale = Hale::start_file(&path, 1, false);
     let url = hale.url("listener_0");
     assert_eq!(
         get(&format!("{url}/b/x"), &[]).await.header("x-upstream"),
         Some("a")
     );
     assert_eq!(hale.stat("server.config_generation"), 1);
+    assert_eq!(hale.stat("cluster.a.upstream_cx_total"), 1);
 
     write(
         &path,
@@ -87,6 +89,8 @@ async fn a_new_route_takes_effect_without_a_restart() {
         get(&format!("{url}/other"), &[]).await.header("x-upstream"),
         Some("a")
     );
+    // Cluster a did not change: the same pool, the same upstream connection.
+    assert_eq!(hale.stat("cluster.a.upstream_cx_total"), 1);
     assert_eq!(hale.stat("server.reload.attempt"), 1);
     assert_eq!(hale.stat("server.reload.success"), 1);
     assert_eq!(hale.stat("server.config_generation"), 2);
