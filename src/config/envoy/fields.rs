@@ -68,24 +68,29 @@ fn find(names: &'static str, key: &str) -> Option<&'static str> {
 /// Whether `key` names `field` in either of the spellings Envoy accepts:
 /// the proto name (`port_value`) or its proto3 JSON name (`portValue`).
 pub(crate) fn spelled_as(field: &str, key: &str) -> bool {
-    field == key || json_name(field) == key
+    field == key || json_chars(field).eq(key.chars())
+}
+
+/// [`json_name`] without the allocation: every key of a large file is
+/// compared with several field names.
+fn json_chars(field: &str) -> impl Iterator<Item = char> + '_ {
+    let mut upper_next = false;
+    field.chars().filter_map(move |c| {
+        if c == '_' {
+            upper_next = true;
+            None
+        } else if upper_next {
+            upper_next = false;
+            Some(c.to_ascii_uppercase())
+        } else {
+            Some(c)
+        }
+    })
 }
 
 /// protoc's JSON name: drop each `_` and upper-case the character after it.
 pub(crate) fn json_name(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut upper_next = false;
-    for c in field.chars() {
-        if c == '_' {
-            upper_next = true;
-        } else if upper_next {
-            out.push(c.to_ascii_uppercase());
-            upper_next = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    json_chars(field).collect::<String>()
 }
 
 /// The error for a key that is no field of `message`, with a did-you-mean
