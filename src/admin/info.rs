@@ -72,7 +72,9 @@ pub fn server_info(state: &AdminState) -> Value {
 /// The listeners and their bound addresses, in config order.
 fn listeners(state: &AdminState) -> Vec<(String, std::net::SocketAddr)> {
     let world = state.snapshot.load();
-    if world.listeners.is_empty() {
+    if state.lifecycle.phase() == crate::lifecycle::Phase::Initializing
+        && world.listeners.is_empty()
+    {
         return state.bound.clone();
     }
     world

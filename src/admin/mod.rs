@@ -165,6 +165,12 @@ async fn reload(state: &AdminState, req: &Request<Incoming>) -> AdminResponse {
     if req.method() != Method::POST {
         return text(StatusCode::BAD_REQUEST, "This endpoint requires POST\n");
     }
+    if state.lifecycle.phase() != crate::lifecycle::Phase::Live {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not reloading: hale is starting or stopping\n",
+        );
+    }
     let Some(report) = state.reload.reload("admin").await else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -233,11 +239,12 @@ fn degraded(
 fn drain_listeners(state: &AdminState, graceful: bool, inbound_only: bool) {
     let drain_time = state.drain_time;
     let world = state.snapshot.load();
+    // The direction as the config serving now says (a reload may change it).
     for gate in world
         .listeners
         .iter()
+        .filter(|l| !inbound_only || l.config.traffic_direction == TrafficDirection::Inbound)
         .map(|l| &l.gate)
-        .filter(|g| !inbound_only || g.direction == TrafficDirection::Inbound)
     {
         tracing::info!(
             listener = %gate.name,

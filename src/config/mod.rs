@@ -108,6 +108,14 @@ impl Format {
     }
 }
 
+/// A digest of a config file's bytes (see [`Bootstrap::digest`]).
+pub fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Reads, decodes and validates the bootstrap at `path`.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Bootstrap, ConfigErrors> {
     let text = std::fs::read_to_string(path)
@@ -124,6 +132,7 @@ pub fn parse(
 ) -> Result<Bootstrap, ConfigErrors> {
     let document = envoy::read_document(text, format, file)?;
     let mut bootstrap = validate::bootstrap(document, file)?;
+    bootstrap.digest = digest(text.as_bytes());
     if let Some(node) = &overrides.service_node {
         bootstrap.node.id = node.clone();
     }

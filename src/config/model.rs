@@ -56,6 +56,9 @@ pub struct Bootstrap {
     pub health_server: Option<HealthServer>,
     /// The document as read (YAML turned into JSON), for `/config_dump`.
     pub raw: serde_json::Value,
+    /// A digest of the file's bytes: a reload of the very same bytes is
+    /// known unchanged without parsing them again.
+    pub digest: u64,
 }
 
 impl Bootstrap {

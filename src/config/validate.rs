@@ -55,6 +55,7 @@ pub fn bootstrap(document: Value, file: &Path) -> Result<Bootstrap, ConfigErrors
         clusters: parts.clusters,
         health_server: parts.health_server,
         raw: document,
+        digest: 0,
     })
 }
 

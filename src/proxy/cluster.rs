@@ -594,6 +594,11 @@ impl Cluster {
     /// with active checking, the host is excluded at once (Envoy); without,
     /// the header means nothing.
     pub fn immediate_fail(&self, host: &Host) {
+        // A retired cluster's checks have stopped: no session would ever
+        // clear the mark, and its successor's checks own the host now.
+        if self.stop.is_cancelled() {
+            return;
+        }
         if let Some(active) = &self.active {
             active.immediate_fail(host.index);
         }

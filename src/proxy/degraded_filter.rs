@@ -66,41 +66,54 @@ impl DegradedStats {
 /// What a listener's degraded filters share: stats, and which clusters
 /// they last saw degraded (so entering and leaving are logged once each,
 /// and `active` counts clusters, whatever the number of configurations).
+///
+/// A reload keeps it (same listener, same `stat_prefix`), so the watches of
+/// the old world and the new one, which overlap for a moment, agree.
 #[derive(Debug)]
 pub struct ListenerDegraded {
     stats: DegradedStats,
-    /// `seen[cluster index in the world]`.
-    seen: Vec<AtomicBool>,
+    /// The clusters last seen degraded, by name. Touched by the watch task
+    /// only, off the data path.
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl ListenerDegraded {
-    /// Shared state for a listener whose world has `clusters`; with
-    /// `previous` (the same listener before a reload, and its world's
-    /// clusters), a cluster seen degraded then is still seen so, and is not
-    /// logged as entering again.
-    pub fn new(
-        stats: DegradedStats,
-        clusters: &[Arc<Cluster>],
-        previous: Option<(&ListenerDegraded, &[Arc<Cluster>])>,
-    ) -> Self {
-        let seen: Vec<AtomicBool> = clusters
-            .iter()
-            .map(|c| {
-                let was = previous.is_some_and(|(before, their_clusters)| {
-                    their_clusters
-                        .iter()
-                        .position(|t| t.name() == c.name())
-                        .and_then(|slot| before.seen.get(slot))
-                        .is_some_and(|s| s.load(Ordering::Acquire))
-                });
-                AtomicBool::new(was)
-            })
-            .collect();
-        // A cluster that was degraded and is gone no longer counts.
-        let active = seen.iter().filter(|s| s.load(Ordering::Relaxed)).count();
-        stats.active.set(i64::try_from(active).unwrap_or(i64::MAX));
-        Self { stats, seen }
+    /// Shared state with nothing seen yet.
+    pub fn new(stats: DegradedStats) -> Self {
+        stats.active.set(0);
+        Self {
+            stats,
+            seen: std::sync::Mutex::new(Vec::new()),
+        }
     }
+
+    /// A reload kept this state for a world whose clusters are `clusters`:
+    /// one seen degraded that is gone no longer counts.
+    pub fn keep_only(&self, clusters: &[Arc<Cluster>]) {
+        let mut seen = self.seen();
+        seen.retain(|name| clusters.iter().any(|c| c.name() == name));
+        self.stats
+            .active
+            .set(i64::try_from(seen.len()).unwrap_or(i64::MAX));
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        match self.seen.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// What a cache added to its listener's cache gauges. Shared by every
+/// runtime that uses the cache (a reload's old and new ones), so the
+/// gauges move by differences from one baseline.
+#[derive(Debug, Default)]
+struct Reported {
+    bytes: AtomicI64,
+    entries: AtomicI64,
+    /// A reload dropped the cache: late fills report nothing.
+    released: AtomicBool,
 }
 
 /// One filter configuration at run time.
@@ -113,8 +126,7 @@ pub struct DegradedRuntime {
     /// The dependencies' clusters, resolved when the world was built.
     dependencies: Vec<Arc<Cluster>>,
     /// What this cache last added to the listener's cache gauges.
-    reported_bytes: AtomicI64,
-    reported_entries: AtomicI64,
+    reported: Arc<Reported>,
 }
 
 /// How a forwarded route applies the filter.
@@ -171,13 +183,9 @@ impl DegradedRuntime {
             .iter()
             .filter_map(|name| clusters.iter().find(|c| c.name() == name).cloned())
             .collect();
-        let (cache, bytes, entries) = match previous {
-            Some(p) => (
-                p.cache.clone(),
-                p.reported_bytes.load(Ordering::Acquire),
-                p.reported_entries.load(Ordering::Acquire),
-            ),
-            None => (ResponseCache::new(config.cache), 0, 0),
+        let (cache, reported) = match previous {
+            Some(p) => (p.cache.clone(), Arc::clone(&p.reported)),
+            None => (ResponseCache::new(config.cache), Arc::default()),
         };
         Self {
             cache,
@@ -185,21 +193,27 @@ impl DegradedRuntime {
             config,
             shared,
             dependencies,
-            reported_bytes: AtomicI64::new(bytes),
-            reported_entries: AtomicI64::new(entries),
+            reported,
         }
     }
 
-    /// A reload dropped this configuration: its cache goes, and what it
+    /// Whether `other` uses the same cache.
+    pub fn shares_cache_with(&self, other: &DegradedRuntime) -> bool {
+        Arc::ptr_eq(&self.reported, &other.reported)
+    }
+
+    /// A reload dropped this cache (after the swap): it goes, and what it
     /// added to the listener's cache gauges with it.
     pub fn release(&self) {
+        let r = &self.reported;
+        if r.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let stats = &self.shared.stats;
-        stats
-            .cache_bytes
-            .add(-self.reported_bytes.swap(0, Ordering::AcqRel));
+        stats.cache_bytes.add(-r.bytes.swap(0, Ordering::AcqRel));
         stats
             .cache_entries
-            .add(-self.reported_entries.swap(0, Ordering::AcqRel));
+            .add(-r.entries.swap(0, Ordering::AcqRel));
     }
 
     /// The size limits of its cache (a reload keeps a cache whose limits
@@ -227,20 +241,26 @@ impl DegradedRuntime {
     }
 
     /// [`reason`](Self::reason), noting a change (the watch task's call).
-    fn observe(&self, cluster: &Cluster, slot: usize, overrides: &Overrides) {
+    fn observe(&self, cluster: &Cluster, overrides: &Overrides) {
         let reason = self.reason(cluster, overrides);
-        self.note(cluster.name(), slot, reason.as_ref());
+        self.note(cluster.name(), reason.as_ref());
     }
 
     /// Logs entering and leaving degraded mode, once each, and keeps the
     /// `active` gauge.
-    fn note(&self, cluster: &str, slot: usize, reason: Option<&Reason>) {
-        let Some(seen) = self.shared.seen.get(slot) else {
-            return;
-        };
+    fn note(&self, cluster: &str, reason: Option<&Reason>) {
         let now = reason.is_some();
-        if seen.load(Ordering::Acquire) == now || seen.swap(now, Ordering::AcqRel) == now {
-            return;
+        {
+            let mut seen = self.shared.seen();
+            let was = seen.iter().any(|c| c == cluster);
+            if was == now {
+                return;
+            }
+            if now {
+                seen.push(cluster.to_string());
+            } else {
+                seen.retain(|c| c != cluster);
+            }
         }
         let stats = &self.shared.stats;
         match reason {
@@ -259,13 +279,17 @@ impl DegradedRuntime {
     async fn report_size(&self) {
         let bytes = i64::try_from(self.cache.bytes().await).unwrap_or(i64::MAX);
         let entries = i64::try_from(self.cache.entries().await).unwrap_or(i64::MAX);
+        let r = &self.reported;
+        if r.released.load(Ordering::Acquire) {
+            return;
+        }
         let stats = &self.shared.stats;
         stats
             .cache_bytes
-            .add(bytes - self.reported_bytes.swap(bytes, Ordering::AcqRel));
+            .add(bytes - r.bytes.swap(bytes, Ordering::AcqRel));
         stats
             .cache_entries
-            .add(entries - self.reported_entries.swap(entries, Ordering::AcqRel));
+            .add(entries - r.entries.swap(entries, Ordering::AcqRel));
     }
 
     /// The answer to a request on a degraded route: nothing goes upstream.
@@ -413,8 +437,8 @@ pub async fn watch(
     }
     loop {
         changed.mark_unchanged();
-        for (runtime, cluster, slot) in &watched {
-            runtime.observe(cluster, *slot, &modes);
+        for (runtime, cluster, _) in &watched {
+            runtime.observe(cluster, &modes);
         }
         tokio::select! {
             () = stop.cancelled() => return,

@@ -24,9 +24,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::snapshot::{HttpStats, Snapshot};
+use super::snapshot::{HttpStats, ListenerWorld, Snapshot};
 use super::{Downstream, handle};
-use crate::config::model::{Codec, HttpConnectionManager, TrafficDirection};
+use crate::config::model::{Codec, HttpConnectionManager};
 use crate::lifecycle::ServingFlags;
 
 /// hyper's smallest allowed HTTP/1 read buffer.
@@ -117,8 +117,6 @@ impl ConnectionState {
 pub struct ListenerGate {
     /// The listener's name.
     pub name: String,
-    /// Its `traffic_direction` (`/drain_listeners?inboundonly`).
-    pub direction: TrafficDirection,
     /// Cancelled to stop accepting on every worker.
     pub stop_accepting: CancellationToken,
     epoch: Instant,
@@ -130,10 +128,9 @@ pub struct ListenerGate {
 
 impl ListenerGate {
     /// An open gate.
-    pub fn new(name: &str, direction: TrafficDirection) -> Self {
+    pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
-            direction,
             stop_accepting: CancellationToken::new(),
             epoch: Instant::now(),
             drain_started_ms: AtomicU64::new(0),
@@ -207,6 +204,10 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // The listener as the last connection found it: a connection accepted
+    // just after a reload removed the listener is still served (and closed
+    // at once, as its stop token is cancelled right after the swap).
+    let mut last: Option<ConnectionSettings> = None;
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -216,10 +217,11 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let Some(settings) = ConnectionSettings::now(&shared) else {
-                    // A reload removed the listener a moment ago.
+                let Some(settings) = ConnectionSettings::now(&shared).or_else(|| last.clone())
+                else {
                     continue;
                 };
+                last = Some(settings.clone());
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
@@ -239,6 +241,10 @@ pub async fn serve(
 /// What a connection keeps for its life from the world it was accepted in.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
+    /// The listener as that world has it: its requests use it once a
+    /// reload removed the listener (until the connection closes), so a
+    /// request racing the close is still routed, not refused.
+    pub listener: Arc<ListenerWorld>,
     /// The listener's HTTP server settings.
     pub http: Arc<HttpBuilder>,
     /// The listener's stats.
@@ -254,6 +260,7 @@ impl ConnectionSettings {
         let world = shared.snapshot.load();
         let listener = world.listener(shared.id)?;
         Some(Self {
+            listener: Arc::clone(listener),
             http: Arc::clone(&listener.http),
             stats: Arc::clone(&listener.stats),
             idle_timeout: listener.config.http.idle_timeout,
@@ -290,6 +297,7 @@ pub async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ConnectionSettings {
+        listener: accepted_on,
         http: builder,
         stats,
         idle_timeout,
@@ -298,6 +306,7 @@ pub async fn serve_connection<S>(
     stats.downstream_cx_active.inc();
     let from = Arc::new(Downstream {
         listener: shared.id,
+        accepted_on,
         peer,
         connection: ConnectionState::new(),
         snapshot: shared.snapshot.clone(),
@@ -377,7 +386,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_graceful_drain_closes_more_connections_as_it_goes() {
-        let gate = ListenerGate::new("l", TrafficDirection::Unspecified);
+        let gate = ListenerGate::new("l");
         assert!(!gate.drain_close() && !gate.drained());
         gate.start_drain(Duration::from_secs(10));
         assert!(gate.drained());

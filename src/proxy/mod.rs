@@ -58,6 +58,9 @@ use timeouts::RequestProgress;
 pub struct Downstream {
     /// The listener's id in the world.
     pub listener: u64,
+    /// The listener as it was when the connection was accepted: used only
+    /// once a reload removed it, while the connection drains.
+    pub accepted_on: Arc<snapshot::ListenerWorld>,
     /// The client's address.
     pub peer: SocketAddr,
     /// The connection's idle/active bookkeeping.
@@ -101,9 +104,13 @@ impl Outbound {
         if !close {
             return;
         }
-        if let Some(listener) = self.from.snapshot.load().listener(self.from.listener) {
-            listener.stats.downstream_cx_drain_close.inc();
-        }
+        let world = self.from.snapshot.load();
+        world
+            .listener(self.from.listener)
+            .unwrap_or(&self.from.accepted_on)
+            .stats
+            .downstream_cx_drain_close
+            .inc();
         if version == Version::HTTP_2 {
             // GOAWAY: streams in flight finish, new ones go elsewhere.
             self.from.connection.request_drain();
@@ -121,9 +128,7 @@ pub async fn handle(from: Arc<Downstream>, req: Request<Incoming>) -> Response<R
     let failed = from.serving.load().failing();
     let (target, stats, hcm, outbound, degraded) = {
         let world = from.snapshot.load();
-        let Some(listener) = world.listener(from.listener) else {
-            return LocalReply::NoRoute.into_response(is_grpc(req.headers()));
-        };
+        let listener = world.listener(from.listener).unwrap_or(&from.accepted_on);
         let stats = Arc::clone(&listener.stats);
         let http = &listener.config.http;
         let hcm = HopSettings {

@@ -26,6 +26,7 @@ use crate::stats::{Counter, Gauge, Scope, StatusCounters, Store};
 use super::cluster::{Carried, Cluster, HealthRuntime};
 use super::listener::{HttpBuilder, ListenerGate, http_builder};
 use super::router::Router;
+use crate::health::scheduler::Warmup;
 
 /// The shared handle every listener and the admin read.
 pub type Snapshot = Arc<ArcSwap<World>>;
@@ -165,7 +166,7 @@ pub struct World {
     /// Clusters in file order.
     pub clusters: Vec<Arc<Cluster>>,
     /// Listeners in file order.
-    pub listeners: Vec<ListenerWorld>,
+    pub listeners: Vec<Arc<ListenerWorld>>,
     /// Operators' degraded-mode settings per cluster (`POST /degraded`).
     pub degraded_modes: Arc<Overrides>,
     /// Stops this world's own tasks (the degraded-mode watch) when a
@@ -190,8 +191,14 @@ pub struct Build<'a> {
     pub previous: Option<&'a World>,
     /// Clusters of `previous` to reuse as they are.
     pub unchanged: &'a [String],
+    /// Clusters built (and warmed) already, by name: a reload's new ones.
+    pub ready: HashMap<String, Arc<Cluster>>,
     /// What replaced clusters knew of their hosts, by cluster name.
     pub carried: HashMap<String, Carried>,
+    /// What the degraded-mode watch waits for before its first look: the
+    /// first round of checks at startup; nothing on a reload, whose new
+    /// hosts start failed and are not known to be down yet either.
+    pub watch_after: Arc<Warmup>,
 }
 
 impl Build<'_> {
@@ -209,7 +216,9 @@ impl Build<'_> {
             bound,
             previous: None,
             unchanged: &[],
+            ready: HashMap::new(),
             carried: HashMap::new(),
+            watch_after: Arc::clone(&health.warmup),
         }
     }
 }
@@ -241,11 +250,14 @@ impl World {
         let previous = build.previous;
         let mut clusters = Vec::with_capacity(bootstrap.clusters.len());
         for c in &bootstrap.clusters {
-            let reused = previous
-                .filter(|_| build.unchanged.contains(&c.name))
-                .and_then(|p| p.cluster(&c.name));
+            let reused = build.ready.remove(&c.name).or_else(|| {
+                previous
+                    .filter(|_| build.unchanged.contains(&c.name))
+                    .and_then(|p| p.cluster(&c.name))
+                    .cloned()
+            });
             let cluster = match reused {
-                Some(cluster) => Arc::clone(cluster),
+                Some(cluster) => cluster,
                 None => {
                     let carried = build.carried.remove(&c.name);
                     Arc::new(Cluster::build(c, store, workers, health, carried).await)
@@ -281,15 +293,16 @@ impl World {
                     _ => None,
                 });
                 let shared = degraded.map(|_| {
-                    let carried = match (before.and_then(|b| b.degraded.as_ref()), previous) {
-                        (Some(d), Some(p)) => Some((d.as_ref(), p.clusters.as_slice())),
-                        _ => None,
-                    };
-                    Arc::new(ListenerDegraded::new(
-                        DegradedStats::new(&scope),
-                        &clusters,
-                        carried,
-                    ))
+                    let kept = before
+                        .filter(|b| b.config.http.stat_prefix == l.http.stat_prefix)
+                        .and_then(|b| b.degraded.as_ref());
+                    match kept {
+                        Some(d) => {
+                            d.keep_only(&clusters);
+                            Arc::clone(d)
+                        }
+                        None => Arc::new(ListenerDegraded::new(DegradedStats::new(&scope))),
+                    }
                 });
                 let mut runtimes: Vec<Arc<DegradedRuntime>> = Vec::new();
                 let mut runtime_for = |config: &model::DegradedFilter,
@@ -394,10 +407,10 @@ impl World {
                     Some(b) => (b.id, Arc::clone(&b.gate)),
                     None => (
                         NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed),
-                        Arc::new(ListenerGate::new(&l.name, l.traffic_direction)),
+                        Arc::new(ListenerGate::new(&l.name)),
                     ),
                 };
-                ListenerWorld {
+                Arc::new(ListenerWorld {
                     id,
                     address: build
                         .bound
@@ -413,17 +426,9 @@ impl World {
                     http: Arc::new(http_builder(&l.http)),
                     degraded: shared,
                     degraded_runtimes: runtimes,
-                }
+                })
             })
             .collect();
-        // Caches no configuration took over are dropped with the old world.
-        if let Some(p) = previous {
-            for r in p.listeners.iter().flat_map(|l| &l.degraded_runtimes) {
-                if !claimed.contains(&Arc::as_ptr(r)) {
-                    r.release();
-                }
-            }
-        }
         let degraded_modes = Arc::new(Overrides::new(clusters.iter().map(|c| c.name())));
         if let Some(p) = previous {
             degraded_modes.carry(&p.degraded_modes);
@@ -432,7 +437,7 @@ impl World {
             tokio::spawn(degraded_filter::watch(
                 watched,
                 Arc::clone(&degraded_modes),
-                Arc::clone(&health.warmup),
+                Arc::clone(&build.watch_after),
                 health.changes.clone(),
                 tasks.clone(),
             ));
@@ -453,19 +458,30 @@ impl World {
 
     /// The listener whose id is `id` (gone once a reload removed it).
     #[inline]
-    pub fn listener(&self, id: u64) -> Option<&ListenerWorld> {
+    pub fn listener(&self, id: u64) -> Option<&Arc<ListenerWorld>> {
         self.listeners.iter().find(|l| l.id == id)
     }
 
     /// The listener called `name`.
-    pub fn listener_named(&self, name: &str) -> Option<&ListenerWorld> {
+    pub fn listener_named(&self, name: &str) -> Option<&Arc<ListenerWorld>> {
         self.listeners.iter().find(|l| l.config.name == name)
     }
 
-    /// Stops this world's own tasks: a reload replaced it. Its requests in
-    /// flight finish on it.
-    pub fn retire(&self) {
+    /// Stops this world's own tasks: a reload replaced it with
+    /// `successor` (already serving). Its requests in flight finish on it;
+    /// caches the successor did not keep are dropped from the gauges.
+    pub fn retire(&self, successor: &World) {
         self.tasks.cancel();
+        let kept: Vec<&Arc<DegradedRuntime>> = successor
+            .listeners
+            .iter()
+            .flat_map(|l| &l.degraded_runtimes)
+            .collect();
+        for r in self.listeners.iter().flat_map(|l| &l.degraded_runtimes) {
+            if !kept.iter().any(|k| k.shares_cache_with(r)) {
+                r.release();
+            }
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::config::model::Bootstrap;
 use crate::config::{self, Overrides, diff};
 use crate::health::scheduler::Warmup;
 use crate::lifecycle::Changes;
-use crate::proxy::cluster::HealthRuntime;
+use crate::proxy::cluster::{Cluster, HealthRuntime};
 use crate::proxy::listeners::{self, ListenerSet};
 use crate::proxy::snapshot::{Build, Snapshot, World};
 use crate::stats::Store;
@@ -79,9 +79,12 @@ impl Reloader {
     pub async fn reload(&mut self) -> Outcome {
         self.stats.attempt.inc();
         let started = Instant::now();
-        let outcome = match config::load(&self.path, &self.overrides) {
-            Err(errors) => self.rejected(errors.iter().map(ToString::to_string).collect()),
-            Ok(new) => self.apply(new, started).await,
+        let outcome = match self.load() {
+            Loaded::Same => Outcome::Unchanged {
+                generation: self.generation,
+            },
+            Loaded::Invalid(errors) => self.rejected(errors),
+            Loaded::Config(new) => self.apply(*new, started).await,
         };
         match &outcome {
             Outcome::Applied { .. } => self.stats.success.inc(),
@@ -89,6 +92,33 @@ impl Reloader {
             Outcome::Rejected { .. } => self.stats.failure.inc(),
         }
         outcome
+    }
+
+    /// Reads and validates the file, unless it holds the very bytes
+    /// serving now.
+    fn load(&self) -> Loaded {
+        let path = &self.path;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                return Loaded::Invalid(vec![
+                    config::ConfigErrors::whole_file(path, format!("cannot read the file: {e}"))
+                        .to_string(),
+                ]);
+            }
+        };
+        if config::digest(text.as_bytes()) == self.snapshot.load().bootstrap.digest {
+            return Loaded::Same;
+        }
+        match config::parse(
+            &text,
+            config::Format::from_path(path),
+            path,
+            &self.overrides,
+        ) {
+            Ok(new) => Loaded::Config(Box::new(new)),
+            Err(errors) => Loaded::Invalid(errors.iter().map(ToString::to_string).collect()),
+        }
     }
 
     fn rejected(&self, errors: Vec<String>) -> Outcome {
@@ -143,44 +173,59 @@ impl Reloader {
             return self.rejected(errors);
         }
 
-        // From here nothing fails.
-        let mut carried = HashMap::new();
-        for name in &diff.clusters.changed {
-            if let Some(cluster) = old.cluster(name) {
-                carried.insert(name.clone(), cluster.retire().await);
-            }
-        }
-        let warming = warming_bound(&new, &diff);
+        // From here nothing fails. First the clusters that are new: built
+        // and given their first checks (Envoy's warming) while the old
+        // config serves on, untouched.
         let warmup = Warmup::new();
         let health = HealthRuntime {
             warmup: Arc::clone(&warmup),
             stop: self.health_stop.clone(),
             changes: self.changes.clone(),
         };
+        let mut ready = HashMap::new();
+        for c in &new.clusters {
+            if diff.clusters.added.contains(&c.name) {
+                let cluster =
+                    Cluster::build(c, &self.store, self.listeners.workers(), &health, None).await;
+                ready.insert(c.name.clone(), Arc::new(cluster));
+            }
+        }
+        if warmup.pending() > 0 {
+            let _ = tokio::time::timeout(warming_bound(&new, &diff), warmup.wait()).await;
+        }
+        // Then the changed clusters hand their hosts' state over and the
+        // world is built and swapped with no wait between: the old clusters
+        // go without checks only for that long. Their new hosts start
+        // failed and take traffic once checked, as Envoy's EDS hosts do.
+        let mut carried = HashMap::new();
+        for name in &diff.clusters.changed {
+            if let Some(cluster) = old.cluster(name) {
+                carried.insert(name.clone(), cluster.retire().await);
+            }
+        }
         let world = World::build(
             Arc::new(new),
             Build {
                 store: &self.store,
                 workers: self.listeners.workers(),
-                health: &health,
+                health: &HealthRuntime {
+                    warmup: Warmup::new(),
+                    ..health
+                },
                 bound: &bound,
                 previous: Some(&old),
                 unchanged: &diff.clusters.unchanged,
+                ready,
                 carried,
+                watch_after: Warmup::new(),
             },
         )
         .await;
-        // Envoy warms a new cluster before it takes traffic: new hosts get
-        // their first check before the swap (bounded by the checks' own
-        // timeouts); hosts that survive kept their state and need none.
-        if warmup.pending() > 0 {
-            let _ = tokio::time::timeout(warming, warmup.wait()).await;
-        }
         let world = Arc::new(world);
         self.snapshot.store(Arc::clone(&world));
         let took = started.elapsed();
 
-        old.retire();
+        old.retire(&world);
         for name in &diff.clusters.removed {
             if let Some(cluster) = old.cluster(name) {
                 cluster.stop();
@@ -208,14 +253,22 @@ impl Reloader {
     }
 }
 
-/// How long new hosts may take for their first check: the slowest of the
-/// added and changed clusters' checks (jitter plus timeout), plus a margin.
+/// What reading the file gave.
+enum Loaded {
+    /// The bytes serving now.
+    Same,
+    /// A valid config.
+    Config(Box<Bootstrap>),
+    /// Every error.
+    Invalid(Vec<String>),
+}
+
+/// How long new clusters' hosts may take for their first check: the
+/// slowest of their checks (jitter plus timeout), plus a margin.
 fn warming_bound(new: &Bootstrap, diff: &diff::Diff) -> Duration {
     new.clusters
         .iter()
-        .filter(|c| {
-            diff.clusters.added.contains(&c.name) || diff.clusters.changed.contains(&c.name)
-        })
+        .filter(|c| diff.clusters.added.contains(&c.name))
         .flat_map(|c| &c.health_checks)
         .map(|hc| hc.initial_jitter + hc.timeout + Duration::from_millis(250))
         .max()

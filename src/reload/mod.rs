@@ -161,6 +161,8 @@ impl ReloadStats {
 pub async fn run(mut reloader: Reloader, mut triggers: Triggers, stop: CancellationToken) {
     loop {
         let first = tokio::select! {
+            // A drain wins over a queued trigger.
+            biased;
             () = stop.cancelled() => return,
             next = triggers.rx.recv() => match next {
                 Some(t) => t,

@@ -164,6 +164,7 @@ pub fn start_with_stop(
     stop: Stop,
 ) -> Result<Running, StartError> {
     let shutdown = stop.drain.clone();
+    let loaded_digest = bootstrap.digest;
     let bootstrap = Arc::new(bootstrap);
     let workers = options.concurrency.max(1);
     // In config order: (name, sockets, one per worker).
@@ -290,7 +291,7 @@ pub fn start_with_stop(
         lifecycle,
         probes: probe_addr,
         heartbeat,
-        _watch: watch_config(options, &reload),
+        _watch: watch_config(options, &reload, loaded_digest),
         reload,
         shutdown,
         stop_now: stop.now,
@@ -590,7 +591,13 @@ impl Worker {
 }
 
 /// Watches the config file and reloads when it changes (unless turned off).
-fn watch_config(options: &Options, reload: &ReloadHandle) -> Option<reload::watch::ConfigWatch> {
+/// The watch compares with what the file holds when it starts; a change
+/// made since hale read it (during a long warm-up) is reloaded at once.
+fn watch_config(
+    options: &Options,
+    reload: &ReloadHandle,
+    loaded: u64,
+) -> Option<reload::watch::ConfigWatch> {
     if !options.watch_config {
         return None;
     }
@@ -598,7 +605,13 @@ fn watch_config(options: &Options, reload: &ReloadHandle) -> Option<reload::watc
     match reload::watch::watch(&options.config_path, WATCH_DEBOUNCE, move || {
         handle.trigger("file");
     }) {
-        Ok(w) => Some(w),
+        Ok(w) => {
+            let now = std::fs::read(&options.config_path).map(|b| crate::config::digest(&b));
+            if now.is_ok_and(|d| d != loaded) {
+                reload.trigger("file");
+            }
+            Some(w)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "not watching the config file; SIGHUP and POST /reload still reload it");
             None

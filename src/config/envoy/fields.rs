@@ -89,6 +89,7 @@ fn json_chars(field: &str) -> impl Iterator<Item = char> + '_ {
 }
 
 /// protoc's JSON name: drop each `_` and upper-case the character after it.
+#[cfg(test)]
 pub(crate) fn json_name(field: &str) -> String {
     json_chars(field).collect::<String>()
 }
