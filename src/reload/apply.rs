@@ -84,7 +84,10 @@ impl Reloader {
                 generation: self.generation,
             },
             Loaded::Invalid(errors) => self.rejected(errors),
-            Loaded::Config(new) => self.apply(*new, started).await,
+            Loaded::Config(new) => {
+                let load = started.elapsed();
+                self.apply(*new, started, load).await
+            }
         };
         match &outcome {
             Outcome::Applied { .. } => self.stats.success.inc(),
@@ -128,7 +131,7 @@ impl Reloader {
         }
     }
 
-    async fn apply(&mut self, new: Bootstrap, started: Instant) -> Outcome {
+    async fn apply(&mut self, new: Bootstrap, started: Instant, load: Duration) -> Outcome {
         let old = self.snapshot.load_full();
         let diff = diff::diff(&old.bootstrap, &new);
         if !diff.fixed.is_empty() {
@@ -249,6 +252,7 @@ impl Reloader {
             generation: self.generation,
             changes: diff.summary(),
             took_ms: took.as_secs_f64() * 1000.0,
+            load_ms: load.as_secs_f64() * 1000.0,
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum Outcome {
         changes: String,
         /// From the trigger being taken up to the swap, in milliseconds.
         took_ms: f64,
+        /// Of which reading, parsing and validating the file.
+        load_ms: f64,
     },
     /// The file means what the running config means.
     Unchanged {
@@ -206,9 +208,11 @@ fn log(outcome: &Outcome, triggers: &[&'static str]) {
             generation,
             changes,
             took_ms,
+            load_ms,
         } => tracing::info!(
             generation,
             took_ms,
+            load_ms,
             %triggers,
             "config reloaded: {changes}"
         ),

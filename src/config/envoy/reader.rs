@@ -139,22 +139,23 @@ impl<'a> Node<'a> {
             if any && key == "@type" {
                 continue;
             }
-            let at = self.place.field(key, position);
+            // Built only for an error: most keys have none.
+            let at = || self.place.field(key, position);
             match message.classify(key) {
                 FieldKind::Supported(field) => {
                     if let Some((_, first)) = seen.iter().find(|(f, _)| *f == field) {
-                        sink.report(&at, format!("\"{key}\" sets the same field as \"{first}\""));
+                        sink.report(&at(), format!("\"{key}\" sets the same field as \"{first}\""));
                     }
                     seen.push((field, key));
                 }
                 FieldKind::Unsupported(field) => sink.report(
-                    &at,
+                    &at(),
                     format!(
                         "\"{field}\" is an Envoy field that is not supported by hale{}",
                         message.note(field)
                     ),
                 ),
-                FieldKind::Unknown => sink.report(&at, unknown_field(key, message)),
+                FieldKind::Unknown => sink.report(&at(), unknown_field(key, message)),
             }
         }
         Some(Object {

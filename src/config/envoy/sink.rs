@@ -26,21 +26,32 @@ impl Place {
     }
 
     pub(super) fn field(&self, key: &str, position: usize) -> Place {
-        let mut order = self.order.clone();
-        order.push(u32::try_from(position).unwrap_or(u32::MAX));
         Place {
             path: self.join(key),
-            order,
+            order: self.deeper(position),
         }
     }
 
     pub(super) fn item(&self, index: usize) -> Place {
-        let mut order = self.order.clone();
-        order.push(u32::try_from(index).unwrap_or(u32::MAX));
+        // Every value of a large file gets a place: built by hand, without
+        // the formatting machinery.
+        let digits = index.to_string();
+        let mut path = String::with_capacity(self.path.len() + digits.len() + 2);
+        path.push_str(&self.path);
+        path.push('[');
+        path.push_str(&digits);
+        path.push(']');
         Place {
-            path: format!("{}[{index}]", self.path),
-            order,
+            path,
+            order: self.deeper(index),
         }
+    }
+
+    fn deeper(&self, position: usize) -> Vec<u32> {
+        let mut order = Vec::with_capacity(self.order.len() + 1);
+        order.extend_from_slice(&self.order);
+        order.push(u32::try_from(position).unwrap_or(u32::MAX));
+        order
     }
 
     /// Where an absent field would be: printed at its own path, sorted with
@@ -54,10 +65,13 @@ impl Place {
 
     fn join(&self, key: &str) -> String {
         if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
+            return key.to_string();
         }
+        let mut path = String::with_capacity(self.path.len() + key.len() + 1);
+        path.push_str(&self.path);
+        path.push('.');
+        path.push_str(key);
+        path
     }
 }
 
