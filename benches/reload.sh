@@ -20,11 +20,12 @@
 # or the script exits 1 after printing the figures.
 #
 # Usage: HALE_BIN=target/release/hale benches/reload.sh
-# Knobs: N_CLUSTERS=1000  N_ENDPOINTS=10  ROUNDS=20  ROUNDS_ALL=5
+# Knobs: N_CLUSTERS=1000  N_ENDPOINTS=10  ROUNDS=20  ROUNDS_ALL=5  FORMAT=yaml|json
 #        CHECKS=0 (1: a TCP health check per cluster, interval 5s, timeout 1s)
 #        PORT_BASE=21700 (listener; admin on PORT_BASE+1)
 set -euo pipefail
 HALE_BIN=${HALE_BIN:-target/release/hale}
+FORMAT=${FORMAT:-yaml}
 N_CLUSTERS=${N_CLUSTERS:-1000}
 N_ENDPOINTS=${N_ENDPOINTS:-10}
 ROUNDS=${ROUNDS:-20}
@@ -127,16 +128,23 @@ for v in A B C; do
     python3 "$WORK/gen.py" "$N_CLUSTERS" "$N_ENDPOINTS" "$CHECKS" "$LISTEN" "$ADMIN" \
         "$UPSTREAM_BASE" "$v" "$WORK/$v.yaml"
 done
-cp "$WORK/A.yaml" "$WORK/hale.yaml"
+if [ "$FORMAT" = json ]; then
+    # The same documents as JSON (hale reads a .json file as JSON).
+    for v in A B C; do
+        python3 -c 'import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), open(sys.argv[2], "w"))' \
+            "$WORK/$v.yaml" "$WORK/$v.json" || { echo "FORMAT=json needs python3's yaml module (PyYAML)" >&2; exit 1; }
+    done
+fi
+cp "$WORK/A.$FORMAT" "$WORK/hale.$FORMAT"
 
-echo "== config: $(wc -c < "$WORK/A.yaml") bytes; $N_CLUSTERS clusters x $N_ENDPOINTS endpoints" \
+echo "== config ($FORMAT): $(wc -c < "$WORK/A.$FORMAT") bytes; $N_CLUSTERS clusters x $N_ENDPOINTS endpoints" \
      "= $((N_CLUSTERS * N_ENDPOINTS)) endpoints; $N_CLUSTERS routes;" \
      "health checks: $([ "$CHECKS" = 1 ] && echo "TCP every 5s, timeout 1s, one per cluster" || echo none)"
 echo "   B: $(wc -c < "$WORK/B.yaml") bytes (route /c0/ -> /c0b/; c0 +1 endpoint, one re-weighted);" \
      "C: $(wc -c < "$WORK/C.yaml") bytes (every cluster's endpoints on new ports)"
 
 t0=$(date +%s%N)
-"${PIN_HALE[@]}" "$HALE_BIN" -c "$WORK/hale.yaml" --concurrency 1 --log-level warning \
+"${PIN_HALE[@]}" "$HALE_BIN" -c "$WORK/hale.$FORMAT" --concurrency 1 --log-level warning \
     --no-watch-config 2> "$WORK/hale.err" &
 HALE_PID=$!
 for _ in $(seq 1200); do
@@ -155,15 +163,16 @@ shown=""
 # over the config, POST /reload; one line per round in rounds.tsv.
 reload() {
     round=$((round + 1))
-    cp "$WORK/$2.yaml" "$WORK/hale.yaml.new"
-    mv -f "$WORK/hale.yaml.new" "$WORK/hale.yaml"
-    local out code wall outcome took
+    cp "$WORK/$2.$FORMAT" "$WORK/hale.$FORMAT.new"
+    mv -f "$WORK/hale.$FORMAT.new" "$WORK/hale.$FORMAT"
+    local out code wall outcome took load
     out=$("${PIN_CLIENT[@]}" curl -s -o "$WORK/resp.json" -w '%{http_code} %{time_total}' \
         -X POST "http://127.0.0.1:$ADMIN/reload" || true)
     read -r code wall <<< "$out"
     outcome=$(jq -r '.outcome // "none"' "$WORK/resp.json" 2>/dev/null || echo "no-json")
     took=$(jq -r '.took_ms // "-"' "$WORK/resp.json" 2>/dev/null || echo "-")
-    printf '%s\t%s\t%s\t%s\n' "$1" "$outcome" "$took" "$wall" >> "$WORK/rounds.tsv"
+    load=$(jq -r '.load_ms // "-"' "$WORK/resp.json" 2>/dev/null || echo "-")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$outcome" "$took" "$wall" "$load" >> "$WORK/rounds.tsv"
     if [ "$outcome" != "$3" ]; then
         echo "round $round ($1, -> $2): expected $3, got $outcome (HTTP ${code:-?}): $(head -c 2000 "$WORK/resp.json" 2>/dev/null)" >&2
         failed=1
@@ -190,15 +199,17 @@ sleep 1
 rss_end=$(rss_kib VmRSS)
 hwm=$(rss_kib VmHWM)
 
-echo "== reload times, ms (took_ms: hale's, taken up to swap; wall: curl time_total of POST /reload)"
+echo "== reload times, ms (took_ms: hale's, taken up to swap; load_ms: of which reading, parsing, validating; wall: curl time_total of POST /reload)"
 python3 - "$WORK/rounds.tsv" <<'PY'
 import math, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    scenario, outcome, took, wall = line.rstrip("\n").split("\t")
-    r = rows.setdefault(scenario, {"took": [], "wall": []})
+    scenario, outcome, took, wall, load = line.rstrip("\n").split("\t")
+    r = rows.setdefault(scenario, {"took": [], "wall": [], "load": []})
     if took not in ("-", "null", ""):
         r["took"].append(float(took))
+    if load not in ("-", "null", ""):
+        r["load"].append(float(load))
     if wall:
         r["wall"].append(float(wall) * 1000)
 def summary(xs):
@@ -207,9 +218,9 @@ def summary(xs):
     s = sorted(xs)
     p90 = s[max(0, math.ceil(0.9 * len(s)) - 1)]
     return f"{s[0]:.1f} / {statistics.median(s):.1f} / {p90:.1f} / {s[-1]:.1f}"
-print(f"{'scenario':<10} {'rounds':>6}  {'took_ms min / median / p90 / max':<34} {'wall ms min / median / p90 / max'}")
+print(f"{'scenario':<10} {'rounds':>6}  {'took_ms min / median / p90 / max':<34} {'load_ms min / median / p90 / max':<34} {'wall ms min / median / p90 / max'}")
 for scenario, r in rows.items():
-    print(f"{scenario:<10} {len(r['wall']):>6}  {summary(r['took']):<34} {summary(r['wall'])}")
+    print(f"{scenario:<10} {len(r['wall']):>6}  {summary(r['took']):<34} {summary(r['load']):<34} {summary(r['wall'])}")
 slow = {s: sum(x > 100 for x in r["wall"]) for s, r in rows.items()}
 if any(slow.values()):
     print("reloads slower than 100 ms (wall): " + ", ".join(f"{s} {n} of {len(rows[s]['wall'])}" for s, n in slow.items()))
