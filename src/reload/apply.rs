@@ -28,6 +28,15 @@ use crate::proxy::listeners::{self, ListenerSet};
 use crate::proxy::snapshot::{Build, Snapshot, World};
 use crate::stats::Store;
 
+/// The config file and what the command line overrides in it.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// The file, read again on each reload.
+    pub path: PathBuf,
+    /// `--service-node`, `--service-cluster`.
+    pub overrides: Overrides,
+}
+
 /// Everything a reload reads and replaces.
 #[derive(Debug)]
 pub struct Reloader {
@@ -45,6 +54,9 @@ pub struct Reloader {
     pub changes: Changes,
     /// The listeners being served.
     pub listeners: ListenerSet,
+    /// Cancelled when hale starts draining: a reload warming new clusters
+    /// stops waiting for them and swaps at once.
+    pub draining: CancellationToken,
     stats: ReloadStats,
     generation: u64,
 }
@@ -52,24 +64,25 @@ pub struct Reloader {
 impl Reloader {
     /// A reloader for a server serving generation 1.
     pub fn new(
-        path: PathBuf,
-        overrides: Overrides,
+        file: ConfigFile,
         snapshot: Snapshot,
         store: Arc<Store>,
         health_stop: CancellationToken,
         changes: Changes,
         listeners: ListenerSet,
+        draining: CancellationToken,
     ) -> Self {
         let stats = ReloadStats::new(&store);
         stats.generation.set(1);
         Self {
-            path,
-            overrides,
+            path: file.path,
+            overrides: file.overrides,
             snapshot,
             store,
             health_stop,
             changes,
             listeners,
+            draining,
             stats,
             generation: 1,
         }
@@ -194,7 +207,10 @@ impl Reloader {
             }
         }
         if warmup.pending() > 0 {
-            let _ = tokio::time::timeout(warming_bound(&new, &diff), warmup.wait()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(warming_bound(&new, &diff), warmup.wait()) => {}
+                () = self.draining.cancelled() => {}
+            }
         }
         // Then the changed clusters hand their hosts' state over and the
         // world is built and swapped with no wait between: the old clusters

@@ -21,7 +21,7 @@ use crate::stats::{Counter, Gauge, Store};
 mod apply;
 pub mod watch;
 
-pub use apply::Reloader;
+pub use apply::{ConfigFile, Reloader};
 
 /// What a reload did.
 #[derive(Debug, Clone, Serialize)]

@@ -465,13 +465,16 @@ impl DataPath {
 
         // Reloads run until the drain starts.
         let reloader = Reloader::new(
-            self.config_path,
-            self.overrides,
+            reload::ConfigFile {
+                path: self.config_path,
+                overrides: self.overrides,
+            },
             self.snapshot.clone(),
             Arc::clone(&self.store),
             health.stop.clone(),
             self.lifecycle.changes().clone(),
             listeners,
+            self.shutdown.clone(),
         );
         let reloading = tokio::spawn(reload::run(reloader, self.triggers, self.shutdown.clone()));
 

@@ -144,7 +144,10 @@ impl<'a> Node<'a> {
             match message.classify(key) {
                 FieldKind::Supported(field) => {
                     if let Some((_, first)) = seen.iter().find(|(f, _)| *f == field) {
-                        sink.report(&at(), format!("\"{key}\" sets the same field as \"{first}\""));
+                        sink.report(
+                            &at(),
+                            format!("\"{key}\" sets the same field as \"{first}\""),
+                        );
                     }
                     seen.push((field, key));
                 }
