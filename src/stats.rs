@@ -171,15 +171,20 @@ impl Store {
         }
     }
 
-    /// Drops every stat tagged `tag` = `value` (a removed cluster: by its
-    /// `envoy_cluster_name`, since a name prefix would also match cluster
-    /// `a.b` when `a` goes).
-    pub fn remove_tagged(&self, tag: &str, value: &str) {
+    /// Drops every stat tagged `tag` = `value` whose tag-extracted name
+    /// starts with `extracted` ("" for all): a removed cluster's stats by
+    /// its `envoy_cluster_name` (a name prefix would also match cluster
+    /// `a.b` when `a` goes), or the `cluster.health_check.` ones of a
+    /// cluster that no longer has checks.
+    pub fn remove_tagged(&self, tag: &str, value: &str, extracted: &str) {
         let mut entries = match self.entries.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        entries.retain(|_, e| !e.tags.iter().any(|(k, v)| *k == tag && v == value));
+        entries.retain(|_, e| {
+            !(e.extracted.starts_with(extracted)
+                && e.tags.iter().any(|(k, v)| *k == tag && v == value))
+        });
     }
 
     fn read(&self) -> Vec<(String, Entry)> {
@@ -456,7 +461,7 @@ mod tests {
         let ab = Scope::tagged(store.clone(), "cluster", "a.b", "envoy_cluster_name");
         a.counter("upstream_rq_total").inc();
         ab.counter("upstream_rq_total").inc();
-        store.remove_tagged("envoy_cluster_name", "a");
+        store.remove_tagged("envoy_cluster_name", "a", "");
         let text = store.render_text(None, false);
         assert!(!text.contains("cluster.a.upstream_rq_total"), "{text}");
         assert!(text.contains("cluster.a.b.upstream_rq_total: 1"), "{text}");

@@ -624,3 +624,124 @@ async fn the_probe_servers_readiness_policy_follows_a_reload() {
     assert_eq!(readyz().await.status, 200);
     hale.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_host_stays_ejected_across_a_reload() {
+    let bad = Upstream::start("bad", Behaviour::Status(500)).await;
+    let good = Upstream::start("good", Behaviour::Echo).await;
+    let extra = Upstream::start("extra", Behaviour::Echo).await;
+    let outlier = "    outlier_detection:
+      consecutive_5xx: 3
+      interval: 0.2s
+      base_ejection_time: 30s
+      max_ejection_percent: 50
+";
+    let routes = routes(&[("/", "backend")]);
+    let config = |hosts: &[SocketAddr]| {
+        bootstrap(
+            &routes,
+            &cluster("backend", "ROUND_ROBIN", &endpoints(hosts), outlier),
+        )
+    };
+    let path = config_file(&config(&[bad.addr, good.addr]));
+    let hale = Hale::start_file(&path, 2, false);
+    let url = format!("{}/x", hale.url("listener_0"));
+    eventually("the bad host ejected", || async {
+        let _ = get(&url, &[]).await;
+        (hale.stat("cluster.backend.outlier_detection.ejections_active") == 1).then_some(())
+    })
+    .await;
+
+    // The cluster changes (a new endpoint): its ejection is kept, for the
+    // 30 s it was given, not forgotten with the old detector.
+    write(&path, &config(&[bad.addr, good.addr, extra.addr]));
+    let (status, report) = hale.reload().await;
+    assert_eq!((status, outcome(&report)), (200, "applied"), "{report}");
+    let flags = support::flags_of(&hale, "backend", bad.addr).await;
+    assert_eq!(flags, "/failed_outlier_check");
+    assert_eq!(
+        hale.stat("cluster.backend.outlier_detection.ejections_active"),
+        1
+    );
+    let before = bad.received();
+    for _ in 0..20 {
+        assert_eq!(get(&url, &[]).await.status, 200);
+    }
+    assert_eq!(
+        bad.received(),
+        before,
+        "an ejected host got traffic after the reload"
+    );
+
+    // Without outlier detection, nothing would ever lift the ejection: it
+    // goes with the detector, and so do its stats.
+    write(
+        &path,
+        &bootstrap(
+            &routes,
+            &cluster(
+                "backend",
+                "ROUND_ROBIN",
+                &endpoints(&[bad.addr, good.addr]),
+                "",
+            ),
+        ),
+    );
+    let (status, report) = hale.reload().await;
+    assert_eq!((status, outcome(&report)), (200, "applied"), "{report}");
+    assert_eq!(
+        support::flags_of(&hale, "backend", bad.addr).await,
+        "healthy"
+    );
+    let stats = get(&format!("{}/stats", hale.admin()), &[]).await.body;
+    assert!(
+        !stats.contains("cluster.backend.outlier_detection."),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("cluster.backend.upstream_rq_total"),
+        "{stats}"
+    );
+    hale.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_is_warmed_before_its_routes_serve() {
+    let a = Upstream::start("a", Behaviour::Echo).await;
+    let fresh = Upstream::start("fresh", Behaviour::Echo).await;
+    let checks = "    health_checks:
+    - timeout: 1s
+      interval: 0.2s
+      unhealthy_threshold: 2
+      healthy_threshold: 2
+      http_health_check: { path: /healthz }
+";
+    let a_cluster = cluster("a", "ROUND_ROBIN", &endpoints(&[a.addr]), "");
+    let path = config_file(&bootstrap(&routes(&[("/", "a")]), &a_cluster));
+    let hale = Hale::start_file(&path, 2, false);
+    let url = hale.url("listener_0");
+
+    write(
+        &path,
+        &bootstrap(
+            &routes(&[("/fresh/", "fresh"), ("/", "a")]),
+            &(a_cluster.clone()
+                + &cluster("fresh", "ROUND_ROBIN", &endpoints(&[fresh.addr]), checks)),
+        ),
+    );
+    let (status, report) = hale.reload().await;
+    assert_eq!((status, outcome(&report)), (200, "applied"), "{report}");
+    // Its host had its first check before the swap: the new route serves
+    // from the first request (a cold host would be failed until checked).
+    assert!(
+        fresh
+            .health
+            .checks
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1
+    );
+    let reply = get(&format!("{url}/fresh/x"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("x-upstream"), Some("fresh"));
+    hale.stop().await;
+}

@@ -86,9 +86,10 @@ async fn republish(
     stop: CancellationToken,
 ) {
     let mut changes = state.lifecycle.changes().subscribe();
-    let tick =
-        (state.config.max_stall / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     loop {
+        // Read each time: a reload may change `max_stall`.
+        let tick = (state.with_policy(|p| p.max_stall) / 10)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
         let now = state.statuses();
         statuses.send_if_modified(|published| {
             if **published == now {

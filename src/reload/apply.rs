@@ -248,7 +248,23 @@ impl Reloader {
         for name in &diff.clusters.removed {
             if let Some(cluster) = old.cluster(name) {
                 cluster.stop();
-                self.store.remove_tagged("envoy_cluster_name", name);
+                self.store.remove_tagged("envoy_cluster_name", name, "");
+            }
+        }
+        // A cluster that lost its checks or its outlier detection loses
+        // their stats too, rather than showing their last values for ever.
+        for name in &diff.clusters.changed {
+            let (Some(before), Some(now)) = (old.cluster(name), world.cluster(name)) else {
+                continue;
+            };
+            let (before, now) = (&before.config, &now.config);
+            if !before.health_checks.is_empty() && now.health_checks.is_empty() {
+                self.store
+                    .remove_tagged("envoy_cluster_name", name, "cluster.health_check.");
+            }
+            if before.outlier_detection.is_some() && now.outlier_detection.is_none() {
+                self.store
+                    .remove_tagged("envoy_cluster_name", name, "cluster.outlier_detection.");
             }
         }
         for name in &diff.listeners.removed {
