@@ -745,3 +745,89 @@ async fn a_new_cluster_is_warmed_before_its_routes_serve() {
     assert_eq!(reply.header("x-upstream"), Some("fresh"));
     hale.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_that_arrive_during_a_reload_share_the_next_one() {
+    let a = Upstream::start("a", Behaviour::Echo).await;
+    let slow = Upstream::start("slow", Behaviour::Echo).await;
+    // The first reload warms a new cluster whose host holds its check for
+    // up to the check's timeout: the reload is busy while others arrive.
+    slow.health
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let checks = "    health_checks:
+    - timeout: 1.5s
+      interval: 5s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      http_health_check: { path: /healthz }
+";
+    let a_cluster = cluster("a", "ROUND_ROBIN", &endpoints(&[a.addr]), "");
+    let path = config_file(&bootstrap(&routes(&[("/", "a")]), &a_cluster));
+    let hale = Hale::start_file(&path, 1, false);
+    write(
+        &path,
+        &bootstrap(
+            &routes(&[("/slow/", "slow"), ("/", "a")]),
+            &(a_cluster.clone()
+                + &cluster("slow", "ROUND_ROBIN", &endpoints(&[slow.addr]), checks)),
+        ),
+    );
+    let first = tokio::spawn({
+        let admin = hale.admin();
+        async move { reload_at(&admin).await }
+    });
+    eventually("the first reload to be warming", || async {
+        let n = slow.health.checks.load(std::sync::atomic::Ordering::SeqCst);
+        (n >= 1).then_some(())
+    })
+    .await;
+    // Five more, from the admin and a signal, while it warms.
+    let mut more = Vec::new();
+    for _ in 0..4 {
+        let admin = hale.admin();
+        more.push(tokio::spawn(async move { reload_at(&admin).await }));
+    }
+    hale.inner().reload.trigger("SIGHUP");
+    eventually("the five triggers to be queued", || async {
+        (hale.inner().reload.queued() == 5).then_some(())
+    })
+    .await;
+    assert_eq!(hale.stat("server.reload.attempt"), 1);
+    slow.health
+        .hang
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let first = first.await.unwrap();
+    assert_eq!(first["outcome"], "applied", "{first}");
+    let mut seconds = Vec::new();
+    for m in more {
+        seconds.push(m.await.unwrap());
+    }
+    // One more reload answered all of them: the file had not changed since.
+    for r in &seconds {
+        assert_eq!(r["outcome"], "unchanged", "{r}");
+        assert_eq!(
+            r["at"], seconds[0]["at"],
+            "one reload: {r} vs {}",
+            seconds[0]
+        );
+    }
+    let sources = seconds[0]["triggers"].to_string();
+    assert!(sources.contains("admin") && sources.contains("SIGHUP"), "{sources}");
+    eventually("the coalesced reload to finish", || async {
+        (hale.stat("server.reload.unchanged") == 1).then_some(())
+    })
+    .await;
+    assert_eq!(hale.stat("server.reload.attempt"), 2);
+    assert_eq!(hale.stat("server.config_generation"), 2);
+    hale.stop().await;
+}
+
+async fn reload_at(admin: &str) -> serde_json::Value {
+    let req = http::Request::post(format!("{admin}/reload"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let reply = support::send(&support::h1_client(), req).await;
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
+}

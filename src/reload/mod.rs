@@ -9,6 +9,7 @@
 //! Must not touch: what a world is made of (`proxy::snapshot`), sockets
 //! (`proxy::listeners`), or config decoding (`config`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,6 +78,7 @@ struct Trigger {
 pub struct ReloadHandle {
     tx: mpsc::UnboundedSender<Trigger>,
     last: Arc<Mutex<Option<Report>>>,
+    queued: Arc<AtomicUsize>,
 }
 
 /// The reload loop's end of the handle.
@@ -84,40 +86,57 @@ pub struct ReloadHandle {
 pub struct Triggers {
     rx: mpsc::UnboundedReceiver<Trigger>,
     last: Arc<Mutex<Option<Report>>>,
+    queued: Arc<AtomicUsize>,
 }
 
 /// A handle and the loop's end of it.
 pub fn channel() -> (ReloadHandle, Triggers) {
     let (tx, rx) = mpsc::unbounded_channel();
     let last = Arc::new(Mutex::new(None));
+    let queued = Arc::new(AtomicUsize::new(0));
     (
         ReloadHandle {
             tx,
             last: Arc::clone(&last),
+            queued: Arc::clone(&queued),
         },
-        Triggers { rx, last },
+        Triggers { rx, last, queued },
     )
 }
 
 impl ReloadHandle {
     /// Asks for a reload and forgets it (the file watch, SIGHUP).
     pub fn trigger(&self, source: &'static str) {
-        let _ = self.tx.send(Trigger {
+        self.send(Trigger {
             source,
             reply: None,
         });
+    }
+
+    fn send(&self, trigger: Trigger) -> bool {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let sent = self.tx.send(trigger).is_ok();
+        if !sent {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        sent
+    }
+
+    /// Triggers waiting for the next reload (not yet taken up).
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
     }
 
     /// Asks for a reload and waits for its report; `None` when hale is not
     /// reloading (not live yet, or stopping).
     pub async fn reload(&self, source: &'static str) -> Option<Report> {
         let (reply, report) = oneshot::channel();
-        self.tx
-            .send(Trigger {
-                source,
-                reply: Some(reply),
-            })
-            .ok()?;
+        if !self.send(Trigger {
+            source,
+            reply: Some(reply),
+        }) {
+            return None;
+        }
         report.await.ok()
     }
 
@@ -176,6 +195,7 @@ pub async fn run(mut reloader: Reloader, mut triggers: Triggers, stop: Cancellat
         while let Ok(more) = triggers.rx.try_recv() {
             batch.push(more);
         }
+        triggers.queued.fetch_sub(batch.len(), Ordering::SeqCst);
         let mut sources: Vec<&'static str> = Vec::new();
         for t in &batch {
             if !sources.contains(&t.source) {
