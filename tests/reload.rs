@@ -814,7 +814,10 @@ async fn triggers_that_arrive_during_a_reload_share_the_next_one() {
         );
     }
     let sources = seconds[0]["triggers"].to_string();
-    assert!(sources.contains("admin") && sources.contains("SIGHUP"), "{sources}");
+    assert!(
+        sources.contains("admin") && sources.contains("SIGHUP"),
+        "{sources}"
+    );
     eventually("the coalesced reload to finish", || async {
         (hale.stat("server.reload.unchanged") == 1).then_some(())
     })

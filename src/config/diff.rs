@@ -6,6 +6,8 @@
 //! running, each with the field path an operator must look at.
 //! Must not touch: building or swapping anything (the reload path does).
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::model::Bootstrap;
@@ -30,16 +32,19 @@ impl Changes {
     }
 
     fn between<'a>(old: &[(&'a str, &'a Value)], new: &[(&'a str, &'a Value)]) -> Self {
+        // By name: a file of thousands of clusters is compared in one pass.
+        let before: HashMap<&str, &Value> = old.iter().copied().collect();
+        let after: HashMap<&str, &Value> = new.iter().copied().collect();
         let mut changes = Self::default();
         for (name, value) in new {
-            match old.iter().find(|(n, _)| n == name) {
+            match before.get(name) {
                 None => changes.added.push((*name).to_string()),
-                Some((_, before)) if before != value => changes.changed.push((*name).to_string()),
+                Some(was) if *was != *value => changes.changed.push((*name).to_string()),
                 Some(_) => changes.unchanged.push((*name).to_string()),
             }
         }
         for (name, _) in old {
-            if !new.iter().any(|(n, _)| n == name) {
+            if !after.contains_key(name) {
                 changes.removed.push((*name).to_string());
             }
         }

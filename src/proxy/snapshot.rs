@@ -165,6 +165,8 @@ pub struct World {
     pub bootstrap: Arc<Bootstrap>,
     /// Clusters in file order.
     pub clusters: Vec<Arc<Cluster>>,
+    /// Cluster name → index in `clusters`.
+    cluster_index: HashMap<String, usize>,
     /// Listeners in file order.
     pub listeners: Vec<Arc<ListenerWorld>>,
     /// Operators' degraded-mode settings per cluster (`POST /degraded`).
@@ -232,6 +234,7 @@ impl World {
         Self {
             bootstrap,
             clusters: Vec::new(),
+            cluster_index: HashMap::new(),
             listeners: Vec::new(),
             degraded_modes: Arc::new(Overrides::new([])),
             tasks: CancellationToken::new(),
@@ -248,13 +251,18 @@ impl World {
             ..
         } = build;
         let previous = build.previous;
+        let unchanged: std::collections::HashSet<&str> =
+            build.unchanged.iter().map(String::as_str).collect();
+        let before: HashMap<&str, &Arc<Cluster>> = previous
+            .map(|p| p.clusters.iter().map(|c| (c.name(), c)).collect())
+            .unwrap_or_default();
         let mut clusters = Vec::with_capacity(bootstrap.clusters.len());
         for c in &bootstrap.clusters {
             let reused = build.ready.remove(&c.name).or_else(|| {
-                previous
-                    .filter(|_| build.unchanged.contains(&c.name))
-                    .and_then(|p| p.cluster(&c.name))
-                    .cloned()
+                unchanged
+                    .contains(c.name.as_str())
+                    .then(|| before.get(c.name.as_str()).map(|c| Arc::clone(c)))
+                    .flatten()
             });
             let cluster = match reused {
                 Some(cluster) => cluster,
@@ -442,9 +450,15 @@ impl World {
                 tasks.clone(),
             ));
         }
+        let cluster_index = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name().to_string(), i))
+            .collect();
         Self {
             bootstrap,
             clusters,
+            cluster_index,
             listeners,
             degraded_modes,
             tasks,
@@ -453,7 +467,9 @@ impl World {
 
     /// The cluster named `name`.
     pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
-        self.clusters.iter().find(|c| c.name() == name)
+        self.cluster_index
+            .get(name)
+            .and_then(|&i| self.clusters.get(i))
     }
 
     /// The listener whose id is `id` (gone once a reload removed it).
