@@ -1,9 +1,11 @@
 //! A runtime cluster: its hosts by priority, the balancer over them, each
 //! host's pool and counters, its active health checks, and its stats.
 //!
-//! Owns: turning a `model::Cluster` into hosts (resolving DNS names once at
-//! build time), the load plan across priorities (rebuilt when host health
-//! changes, read once per pick), and the pick itself.
+//! Owns: turning a `model::Cluster` into hosts (`hosts.rs`: DNS names
+//! resolved once at build time, flags carried over a reload), the load plan
+//! across priorities (`balancing.rs`: rebuilt when host health changes,
+//! read once per pick), the pick itself, and handing host state to a
+//! reload's successor (`retire`).
 //! Must not touch: health decisions (flags come from `health::HostHealth`,
 //! set by their owners, and are judged by `health::coarse`/`eligible`),
 //! routing.
@@ -16,11 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::model::{self, DiscoveryType, UpstreamProtocol};
-use crate::health::checker::SESSION_FLAGS;
+use crate::config::model::{self, UpstreamProtocol};
 use crate::health::outlier::{self, Observation, OutlierCarry, Passive, WatchedHost};
 use crate::health::scheduler::{ActiveChecks, CheckCarry, CheckedHost, ClusterChecks, Warmup};
-use crate::health::{self, Coarse, HostHealth, flags, unresponsive};
+use crate::health::{self, Coarse, HostHealth, unresponsive};
 use crate::stats::{Counter, Gauge, Scope, StatusCounters, Store};
 
 use super::balancer::{Candidate, Level};
@@ -28,6 +29,14 @@ use super::breaker::Breakers;
 use super::pool::{ConnStats, HostPool};
 use super::priority::{LevelCounts, LoadPlan, Pool};
 use super::retry::RetryStats;
+
+mod balancing;
+mod hosts;
+
+use balancing::{Balancing, Membership, count_hosts};
+use hosts::{host_health, resolve};
+
+pub use balancing::MembershipCounts;
 
 /// What starting a cluster's health checks needs from the server.
 #[derive(Debug, Clone)]
@@ -133,140 +142,6 @@ pub struct ClusterStats {
     /// `upstream_rq_unsent_repick` (hale's): requests refused a connection
     /// before being sent, sent to another host instead (no retry policy).
     pub upstream_rq_unsent_repick: Counter,
-}
-
-/// A cluster's hosts by health, as of the last recount (Envoy's
-/// `membership_*`, what its health_check filter reads).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MembershipCounts {
-    /// All hosts.
-    pub total: u64,
-    /// Coarse-healthy hosts.
-    pub healthy: u64,
-    /// Coarse-degraded hosts.
-    pub degraded: u64,
-}
-
-impl MembershipCounts {
-    /// Hosts that may take traffic: healthy or degraded.
-    pub fn usable(&self) -> u64 {
-        self.healthy + self.degraded
-    }
-
-    /// Envoy's health_check filter arithmetic: whether usable hosts are at
-    /// least `percent` of all hosts; an empty cluster meets only 0%.
-    pub fn meets(&self, percent: f64) -> bool {
-        if self.total == 0 {
-            percent <= 0.0
-        } else {
-            100.0 * self.usable() as f64 >= self.total as f64 * percent
-        }
-    }
-}
-
-/// `membership_*` gauges.
-#[derive(Debug)]
-struct Membership {
-    total: Gauge,
-    healthy: Gauge,
-    degraded: Gauge,
-    excluded: Gauge,
-}
-
-/// The hosts by priority and the plan over them. Shared with the health
-/// checks' change callback, which rebuilds the plan.
-#[derive(Debug)]
-struct Balancing {
-    /// Levels in ascending priority number (0 first).
-    levels: Vec<(u32, Level<Arc<Host>>)>,
-    // Rebuilt by whoever changes host health (the control thread, or a
-    // worker on an immediate-fail header); loaded once per pick.
-    plan: ArcSwap<LoadPlan>,
-    overprovisioning: u32,
-    panic_threshold: f64,
-    membership: Membership,
-    // Set while a rebuild is scheduled: a burst of changes (the first round
-    // of checks over thousands of hosts) costs one recount, not one each.
-    rebuild_scheduled: AtomicBool,
-    // Serialises rebuilds (the control thread's and a worker's after an
-    // immediate-fail header), so the last plan stored is from the last count.
-    rebuilding: std::sync::Mutex<()>,
-    changes: crate::lifecycle::Changes,
-}
-
-impl Balancing {
-    /// Asks for a rebuild on the current runtime, after the changes of the
-    /// current tick; without a runtime, rebuilds now. Host flags are read
-    /// on every pick, so a failed host is skipped even before the rebuild;
-    /// the plan only sets the shares between levels and panic.
-    fn request_rebuild(self: &Arc<Self>) {
-        if self.rebuild_scheduled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let me = Arc::clone(self);
-                runtime.spawn(async move {
-                    tokio::task::yield_now().await;
-                    me.rebuild_scheduled.store(false, Ordering::Release);
-                    me.rebuild();
-                });
-            }
-            Err(_) => {
-                self.rebuild_scheduled.store(false, Ordering::Release);
-                self.rebuild();
-            }
-        }
-    }
-
-    /// Recounts hosts by health and republishes the plan and gauges.
-    fn rebuild(&self) {
-        let _one_at_a_time = match self.rebuilding.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut all = LevelCounts::default();
-        let counts: Vec<LevelCounts> = self
-            .levels
-            .iter()
-            .map(|(_, level)| {
-                let c = count_hosts(level.hosts());
-                all.total += c.total;
-                all.healthy += c.healthy;
-                all.degraded += c.degraded;
-                all.excluded += c.excluded;
-                c
-            })
-            .collect();
-        self.plan.store(Arc::new(LoadPlan::compute(
-            &counts,
-            self.overprovisioning,
-            self.panic_threshold,
-        )));
-        self.membership.total.set(i64::from(all.total));
-        self.membership.healthy.set(i64::from(all.healthy));
-        self.membership.degraded.set(i64::from(all.degraded));
-        self.membership.excluded.set(i64::from(all.excluded));
-        self.changes.notify();
-    }
-}
-
-/// Counts `hosts` by coarse health, as Envoy's membership stats do.
-fn count_hosts(hosts: &[Arc<Host>]) -> LevelCounts {
-    let mut c = LevelCounts::default();
-    for h in hosts {
-        let bits = h.health.bits();
-        c.total += 1;
-        match health::coarse(bits) {
-            Coarse::Healthy => c.healthy += 1,
-            Coarse::Degraded => c.degraded += 1,
-            Coarse::Unhealthy => {}
-        }
-        if bits & flags::EXCLUDED != 0 {
-            c.excluded += 1;
-        }
-    }
-    c
 }
 
 /// Whether a pick may follow Envoy's panic routing (every host, healthy
@@ -660,57 +535,5 @@ impl Cluster {
     /// The load plan now.
     pub fn plan(&self) -> Arc<LoadPlan> {
         self.balancing.plan.load_full()
-    }
-}
-
-/// A host's flags: those it had before a reload (its EDS status as the new
-/// file says), else new ones from its status.
-fn host_health(
-    carried: &Carried,
-    address: SocketAddr,
-    status: model::HealthStatus,
-    config: &model::Cluster,
-) -> Arc<HostHealth> {
-    match carried.health.get(&address) {
-        Some(health) => {
-            health.replace(flags::EDS, health::status_flags(status));
-            // Nothing would ever clear what a check or ejection the new
-            // config no longer has set.
-            if config.health_checks.is_empty() {
-                health.clear(SESSION_FLAGS);
-            }
-            if config.outlier_detection.is_none() {
-                health.clear(flags::FAILED_OUTLIER_CHECK);
-            }
-            // The unresponsive watch starts afresh with the new cluster and
-            // would never clear a mark the old one set.
-            health.clear(flags::UNRESPONSIVE);
-            Arc::clone(health)
-        }
-        None => Arc::new(HostHealth::from_status(status)),
-    }
-}
-
-async fn resolve(
-    discovery: DiscoveryType,
-    endpoint: &model::Endpoint,
-    cluster: &str,
-) -> Vec<SocketAddr> {
-    if let Ok(ip) = endpoint.host.parse::<std::net::IpAddr>() {
-        return vec![SocketAddr::new(ip, endpoint.port)];
-    }
-    match tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)).await {
-        Ok(addrs) => {
-            let mut addrs: Vec<SocketAddr> = addrs.collect();
-            addrs.dedup();
-            if discovery == DiscoveryType::LogicalDns {
-                addrs.truncate(1);
-            }
-            addrs
-        }
-        Err(e) => {
-            tracing::warn!(cluster, host = %endpoint.host, error = %e, "DNS resolution failed; the endpoint has no hosts");
-            Vec::new()
-        }
     }
 }
