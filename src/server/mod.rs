@@ -22,13 +22,15 @@ use crate::config::Bootstrap;
 use crate::health::scheduler::Warmup;
 use crate::lifecycle::{Heartbeat, Lifecycle, Phase};
 use crate::proxy::cluster::HealthRuntime;
-use crate::proxy::listener;
-use crate::proxy::listeners::{self, Bound, ListenerSet, WorkerCommand};
+use crate::proxy::listeners::{self, Bound, ListenerSet};
 use crate::proxy::snapshot::{Build, Snapshot, World};
 use crate::reload::{self, ReloadHandle, Reloader, Triggers};
 use crate::stats::Store;
 
 mod options;
+mod worker;
+
+use worker::Worker;
 
 use options::command_line_options;
 
@@ -517,79 +519,6 @@ impl DataPath {
         self.admin_stop.cancel();
         tracing::info!("stopped");
         threads
-    }
-}
-
-/// One data-path worker: a single-threaded runtime serving its own socket
-/// of every listener (thread per core, as Envoy's workers), told by the
-/// control thread which listeners to serve.
-struct Worker {
-    index: usize,
-    commands: tokio::sync::mpsc::UnboundedReceiver<WorkerCommand>,
-    heartbeat: Arc<Heartbeat>,
-    /// Cancelled when the drain is over: end the runtime.
-    stop: CancellationToken,
-    tracker: TaskTracker,
-}
-
-impl Worker {
-    fn run(self) {
-        crate::proxy::worker::enter(self.index);
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(worker = self.index, error = %e, "cannot start a worker runtime");
-                return;
-            }
-        };
-        let Worker {
-            index,
-            mut commands,
-            heartbeat,
-            stop,
-            tracker,
-        } = self;
-        rt.block_on(async move {
-            {
-                let stop = stop.clone();
-                tokio::spawn(async move { heartbeat.run(index, stop).await });
-            }
-            loop {
-                let command = tokio::select! {
-                    () = stop.cancelled() => break,
-                    command = commands.recv() => match command {
-                        Some(c) => c,
-                        None => {
-                            stop.cancelled().await;
-                            break;
-                        }
-                    },
-                };
-                let WorkerCommand::Serve {
-                    socket,
-                    shared,
-                    stop: listener_stop,
-                } = command;
-                match tokio::net::TcpListener::from_std(socket) {
-                    Ok(listener) => {
-                        tracker.spawn(listener::serve(
-                            listener,
-                            shared,
-                            listener_stop,
-                            tracker.clone(),
-                        ));
-                    }
-                    Err(e) => {
-                        tracing::error!(worker = index, error = %e, "listener unusable on this worker");
-                    }
-                }
-            }
-        });
-        // Idle upstream connections end with the runtime.
-        rt.shutdown_timeout(Duration::from_secs(1));
     }
 }
 
