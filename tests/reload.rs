@@ -743,6 +743,7 @@ async fn a_new_cluster_is_warmed_before_its_routes_serve() {
     let reply = get(&format!("{url}/fresh/x"), &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.header("x-upstream"), Some("fresh"));
+    assert_eq!(hale.stat("cluster.fresh.lb_healthy_panic"), 0);
     hale.stop().await;
 }
 
@@ -833,4 +834,42 @@ async fn reload_at(admin: &str) -> serde_json::Value {
         .unwrap();
     let reply = support::send(&support::h1_client(), req).await;
     serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_whose_every_endpoint_moves_is_warmed_before_the_swap() {
+    let old = Upstream::start("old", Behaviour::Echo).await;
+    let new = Upstream::start("new", Behaviour::Echo).await;
+    let checks = "    health_checks:
+    - timeout: 1s
+      interval: 0.2s
+      unhealthy_threshold: 2
+      healthy_threshold: 2
+      http_health_check: { path: /healthz }
+";
+    let routes = routes(&[("/", "backend")]);
+    let config = |host: SocketAddr| {
+        bootstrap(
+            &routes,
+            &cluster("backend", "ROUND_ROBIN", &endpoints(&[host]), checks),
+        )
+    };
+    let path = config_file(&config(old.addr));
+    let hale = Hale::start_file(&path, 2, false);
+    let url = hale.url("listener_0");
+    assert_eq!(
+        get(&format!("{url}/x"), &[]).await.header("x-upstream"),
+        Some("old")
+    );
+
+    // No host survives: the new one is checked before it replaces the old.
+    write(&path, &config(new.addr));
+    let (status, report) = hale.reload().await;
+    assert_eq!((status, outcome(&report)), (200, "applied"), "{report}");
+    let reply = get(&format!("{url}/x"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("x-upstream"), Some("new"));
+    // Served by a checked host, not by panic routing over failed ones.
+    assert_eq!(hale.stat("cluster.backend.lb_healthy_panic"), 0);
+    hale.stop().await;
 }

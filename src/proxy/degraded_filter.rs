@@ -80,21 +80,26 @@ pub struct ListenerDegraded {
 impl ListenerDegraded {
     /// Shared state with nothing seen yet.
     pub fn new(stats: DegradedStats) -> Self {
-        stats.active.set(0);
         Self {
             stats,
             seen: std::sync::Mutex::new(Vec::new()),
         }
     }
 
-    /// A reload kept this state for a world whose clusters are `clusters`:
-    /// one seen degraded that is gone no longer counts.
-    pub fn keep_only(&self, clusters: &[Arc<Cluster>]) {
+    /// A reload kept this state, and its listener's filters now watch the
+    /// clusters `watched`: one seen degraded that they no longer watch
+    /// leaves the `active` count (by difference: listeners that share a
+    /// `stat_prefix` share the gauge).
+    pub fn keep_only(&self, watched: &[&str]) {
         let mut seen = self.seen();
-        seen.retain(|name| clusters.iter().any(|c| c.name() == name));
-        self.stats
-            .active
-            .set(i64::try_from(seen.len()).unwrap_or(i64::MAX));
+        let before = seen.len();
+        seen.retain(|name| watched.contains(&name.as_str()));
+        let gone = before - seen.len();
+        if gone > 0 {
+            self.stats
+                .active
+                .add(-i64::try_from(gone).unwrap_or(i64::MAX));
+        }
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Vec<String>> {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -189,6 +190,10 @@ pub struct ListenerShared {
     pub serving: Arc<ServingFlags>,
     /// The admin's drain state of this listener.
     pub gate: Arc<ListenerGate>,
+    /// Set when a reload removes the listener, to the listener as the old
+    /// world had it: its connections, draining, route by it (requests that
+    /// race the close are served, not refused).
+    pub retired: Arc<ArcSwapOption<ListenerWorld>>,
 }
 
 /// How a listener serves a connection: HTTP/1.1, HTTP/2 or either, with
@@ -204,10 +209,6 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    // The listener as the last connection found it: a connection accepted
-    // just after a reload removed the listener is still served (and closed
-    // at once, as its stop token is cancelled right after the swap).
-    let mut last: Option<ConnectionSettings> = None;
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -217,11 +218,12 @@ pub async fn serve(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let Some(settings) = ConnectionSettings::now(&shared).or_else(|| last.clone())
-                else {
+                // A connection accepted just as a reload removed the
+                // listener is served by the retired one (and closed at once:
+                // the stop token is cancelled right after the swap).
+                let Some(settings) = ConnectionSettings::now(&shared) else {
                     continue;
                 };
-                last = Some(settings.clone());
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
@@ -241,10 +243,6 @@ pub async fn serve(
 /// What a connection keeps for its life from the world it was accepted in.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
-    /// The listener as that world has it: its requests use it once a
-    /// reload removed the listener (until the connection closes), so a
-    /// request racing the close is still routed, not refused.
-    pub listener: Arc<ListenerWorld>,
     /// The listener's HTTP server settings.
     pub http: Arc<HttpBuilder>,
     /// The listener's stats.
@@ -258,9 +256,9 @@ impl ConnectionSettings {
     /// reload removed it.
     pub fn now(shared: &ListenerShared) -> Option<Self> {
         let world = shared.snapshot.load();
-        let listener = world.listener(shared.id)?;
+        let retired = shared.retired.load();
+        let listener = world.listener(shared.id).or(retired.as_ref())?;
         Some(Self {
-            listener: Arc::clone(listener),
             http: Arc::clone(&listener.http),
             stats: Arc::clone(&listener.stats),
             idle_timeout: listener.config.http.idle_timeout,
@@ -297,7 +295,6 @@ pub async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let ConnectionSettings {
-        listener: accepted_on,
         http: builder,
         stats,
         idle_timeout,
@@ -306,7 +303,7 @@ pub async fn serve_connection<S>(
     stats.downstream_cx_active.inc();
     let from = Arc::new(Downstream {
         listener: shared.id,
-        accepted_on,
+        retired: Arc::clone(&shared.retired),
         peer,
         connection: ConnectionState::new(),
         snapshot: shared.snapshot.clone(),

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use arc_swap::ArcSwapOption;
+
 use super::listener::{ListenerGate, ListenerShared};
-use super::snapshot::Snapshot;
+use super::snapshot::{ListenerWorld, Snapshot};
 use crate::lifecycle::ServingFlags;
 
 /// Envoy: listeners use a backlog of 1024 by default.
@@ -76,11 +78,18 @@ fn bind_one(address: SocketAddr, reuse_port: bool) -> std::io::Result<StdListene
     Ok(socket.into())
 }
 
+/// A listener being served.
+#[derive(Debug)]
+struct Running {
+    stop: CancellationToken,
+    retired: Arc<ArcSwapOption<ListenerWorld>>,
+}
+
 /// The listeners being served, by name.
 #[derive(Debug)]
 pub struct ListenerSet {
     workers: Vec<mpsc::UnboundedSender<WorkerCommand>>,
-    running: HashMap<String, CancellationToken>,
+    running: HashMap<String, Running>,
     all: CancellationToken,
     snapshot: Snapshot,
     serving: Arc<ServingFlags>,
@@ -112,12 +121,14 @@ impl ListenerSet {
     /// published world is `id`): each worker takes one socket.
     pub fn start(&mut self, name: &str, id: u64, gate: Arc<ListenerGate>, bound: Bound) {
         let stop = self.all.child_token();
+        let retired = Arc::new(ArcSwapOption::empty());
         for (worker, socket) in self.workers.iter().zip(bound.sockets) {
             let shared = ListenerShared {
                 id,
                 snapshot: self.snapshot.clone(),
                 serving: Arc::clone(&self.serving),
                 gate: Arc::clone(&gate),
+                retired: Arc::clone(&retired),
             };
             if worker
                 .send(WorkerCommand::Serve {
@@ -133,16 +144,21 @@ impl ListenerSet {
                 );
             }
         }
-        if let Some(before) = self.running.insert(name.to_string(), stop) {
-            before.cancel();
+        if let Some(before) = self
+            .running
+            .insert(name.to_string(), Running { stop, retired })
+        {
+            before.stop.cancel();
         }
     }
 
     /// Stops accepting on the listener `name` and closes its connections
-    /// as their requests finish.
-    pub fn stop(&mut self, name: &str) {
-        if let Some(stop) = self.running.remove(name) {
-            stop.cancel();
+    /// as their requests finish; meanwhile they route by `last`, the
+    /// listener as the world before the reload had it.
+    pub fn stop(&mut self, name: &str, last: Option<Arc<ListenerWorld>>) {
+        if let Some(running) = self.running.remove(name) {
+            running.retired.store(last);
+            running.stop.cancel();
         }
     }
 }

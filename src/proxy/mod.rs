@@ -58,9 +58,9 @@ use timeouts::RequestProgress;
 pub struct Downstream {
     /// The listener's id in the world.
     pub listener: u64,
-    /// The listener as it was when the connection was accepted: used only
-    /// once a reload removed it, while the connection drains.
-    pub accepted_on: Arc<snapshot::ListenerWorld>,
+    /// The listener as the world had it when a reload removed it (set
+    /// then): the connection's requests route by it while it drains.
+    pub retired: Arc<arc_swap::ArcSwapOption<snapshot::ListenerWorld>>,
     /// The client's address.
     pub peer: SocketAddr,
     /// The connection's idle/active bookkeeping.
@@ -105,12 +105,10 @@ impl Outbound {
             return;
         }
         let world = self.from.snapshot.load();
-        world
-            .listener(self.from.listener)
-            .unwrap_or(&self.from.accepted_on)
-            .stats
-            .downstream_cx_drain_close
-            .inc();
+        let retired = self.from.retired.load();
+        if let Some(listener) = world.listener(self.from.listener).or(retired.as_ref()) {
+            listener.stats.downstream_cx_drain_close.inc();
+        }
         if version == Version::HTTP_2 {
             // GOAWAY: streams in flight finish, new ones go elsewhere.
             self.from.connection.request_drain();
@@ -128,7 +126,18 @@ pub async fn handle(from: Arc<Downstream>, req: Request<Incoming>) -> Response<R
     let failed = from.serving.load().failing();
     let (target, stats, hcm, outbound, degraded) = {
         let world = from.snapshot.load();
-        let listener = world.listener(from.listener).unwrap_or(&from.accepted_on);
+        // The retired listener is read only when the world lacks it.
+        let retired;
+        let listener = match world.listener(from.listener) {
+            Some(l) => l,
+            None => {
+                retired = from.retired.load();
+                match retired.as_ref() {
+                    Some(l) => l,
+                    None => return LocalReply::NoRoute.into_response(is_grpc(req.headers())),
+                }
+            }
+        };
         let stats = Arc::clone(&listener.stats);
         let http = &listener.config.http;
         let hcm = HopSettings {

@@ -198,8 +198,9 @@ pub struct Build<'a> {
     /// What replaced clusters knew of their hosts, by cluster name.
     pub carried: HashMap<String, Carried>,
     /// What the degraded-mode watch waits for before its first look: the
-    /// first round of checks at startup; nothing on a reload, whose new
-    /// hosts start failed and are not known to be down yet either.
+    /// first round of checks at startup; on a reload, the first checks of
+    /// the changed clusters' new hosts (which start failed, and are not
+    /// known to be down yet either).
     pub watch_after: Arc<Warmup>,
 }
 
@@ -305,10 +306,7 @@ impl World {
                         .filter(|b| b.config.http.stat_prefix == l.http.stat_prefix)
                         .and_then(|b| b.degraded.as_ref());
                     match kept {
-                        Some(d) => {
-                            d.keep_only(&clusters);
-                            Arc::clone(d)
-                        }
+                        Some(d) => Arc::clone(d),
                         None => Arc::new(ListenerDegraded::new(DegradedStats::new(&scope))),
                     }
                 });
@@ -319,12 +317,16 @@ impl World {
                     if let Some(r) = runtimes.iter().find(|r| r.runs(config)) {
                         return Arc::clone(r);
                     }
-                    // A reload keeps a cache of the same size limits.
-                    let kept = before.and_then(|b| {
-                        b.degraded_runtimes.iter().find(|r| {
-                            r.cache_limits() == config.cache && !claimed.contains(&Arc::as_ptr(r))
-                        })
-                    });
+                    // A reload keeps a cache of the same size limits (and
+                    // the same stat_prefix, whose gauges count it).
+                    let kept = before
+                        .filter(|b| b.config.http.stat_prefix == l.http.stat_prefix)
+                        .and_then(|b| {
+                            b.degraded_runtimes.iter().find(|r| {
+                                r.cache_limits() == config.cache
+                                    && !claimed.contains(&Arc::as_ptr(r))
+                            })
+                        });
                     if let Some(k) = kept {
                         claimed.push(Arc::as_ptr(k));
                     }
@@ -399,6 +401,16 @@ impl World {
                         },
                     }
                 });
+                // What this listener saw degraded before a reload stays
+                // seen only for clusters its filters still watch.
+                if let Some(d) = &shared {
+                    let mine: Vec<&str> = watched
+                        .iter()
+                        .filter(|(r, _, _)| runtimes.iter().any(|m| Arc::ptr_eq(m, r)))
+                        .map(|(_, c, _)| c.name())
+                        .collect();
+                    d.keep_only(&mine);
+                }
                 let health_filters = l
                     .http
                     .http_filters

@@ -208,7 +208,7 @@ impl Reloader {
         }
         if warmup.pending() > 0 {
             tokio::select! {
-                _ = tokio::time::timeout(warming_bound(&new, &diff), warmup.wait()) => {}
+                _ = tokio::time::timeout(warming_bound(&new, &diff.clusters.added), warmup.wait()) => {}
                 () = self.draining.cancelled() => {}
             }
         }
@@ -222,13 +222,14 @@ impl Reloader {
                 carried.insert(name.clone(), cluster.retire().await);
             }
         }
+        let changed_warmup = Warmup::new();
         let world = World::build(
             Arc::new(new),
             Build {
                 store: &self.store,
                 workers: self.listeners.workers(),
                 health: &HealthRuntime {
-                    warmup: Warmup::new(),
+                    warmup: Arc::clone(&changed_warmup),
                     ..health
                 },
                 bound: &bound,
@@ -236,10 +237,27 @@ impl Reloader {
                 unchanged: &diff.clusters.unchanged,
                 ready,
                 carried,
-                watch_after: Warmup::new(),
+                // The new world's degraded watch starts once the changed
+                // clusters' new hosts are checked: until then it would see
+                // them failed (and this world may not even serve yet).
+                watch_after: Arc::clone(&changed_warmup),
             },
         )
         .await;
+        // A changed cluster that had a usable host and has none now (every
+        // endpoint moved) would fail its requests until its new hosts are
+        // checked: as Envoy warms a cluster CDS replaces, wait for them.
+        let cold = diff.clusters.changed.iter().any(|name| {
+            old.cluster(name).is_some_and(|c| c.has_usable_host())
+                && world.cluster(name).is_some_and(|c| !c.has_usable_host())
+        });
+        if cold && changed_warmup.pending() > 0 {
+            let bound = warming_bound(&world.bootstrap, &diff.clusters.changed);
+            tokio::select! {
+                _ = tokio::time::timeout(bound, changed_warmup.wait()) => {}
+                () = self.draining.cancelled() => {}
+            }
+        }
         let world = Arc::new(world);
         self.snapshot.store(Arc::clone(&world));
         let took = started.elapsed();
@@ -268,7 +286,7 @@ impl Reloader {
             }
         }
         for name in &diff.listeners.removed {
-            self.listeners.stop(name);
+            self.listeners.stop(name, old.listener_named(name).cloned());
         }
         for (name, b) in sockets {
             if let Some(l) = world.listener_named(&name) {
@@ -299,12 +317,12 @@ enum Loaded {
     Invalid(Vec<String>),
 }
 
-/// How long new clusters' hosts may take for their first check: the
-/// slowest of their checks (jitter plus timeout), plus a margin.
-fn warming_bound(new: &Bootstrap, diff: &diff::Diff) -> Duration {
+/// How long the hosts of the clusters named may take for their first
+/// check: the slowest of their checks (jitter plus timeout), plus a margin.
+fn warming_bound(new: &Bootstrap, names: &[String]) -> Duration {
     new.clusters
         .iter()
-        .filter(|c| diff.clusters.added.contains(&c.name))
+        .filter(|c| names.contains(&c.name))
         .flat_map(|c| &c.health_checks)
         .map(|hc| hc.initial_jitter + hc.timeout + Duration::from_millis(250))
         .max()
