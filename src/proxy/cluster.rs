@@ -377,6 +377,13 @@ impl Cluster {
         }
     }
 
+    /// Recounts its hosts and republishes the load plan now (a reload,
+    /// about to swap a cluster in, wants the plan its first checks made
+    /// rather than the one from before them, rebuilt a tick later).
+    pub fn recount(&self) {
+        self.balancing.rebuild();
+    }
+
     /// Stops this cluster's checks and outlier detection for good (a
     /// reload removed it).
     pub fn stop(&self) {

@@ -212,6 +212,9 @@ impl Reloader {
                 () = self.draining.cancelled() => {}
             }
         }
+        for cluster in ready.values() {
+            cluster.recount();
+        }
         // Then the changed clusters hand their hosts' state over and the
         // world is built and swapped with no wait between: the old clusters
         // go without checks only for that long. Their new hosts start
@@ -256,6 +259,11 @@ impl Reloader {
             tokio::select! {
                 _ = tokio::time::timeout(bound, changed_warmup.wait()) => {}
                 () = self.draining.cancelled() => {}
+            }
+            for name in &diff.clusters.changed {
+                if let Some(cluster) = world.cluster(name) {
+                    cluster.recount();
+                }
             }
         }
         let world = Arc::new(world);
