@@ -164,9 +164,10 @@ async fn an_unhealthy_host_stays_out_of_rotation_across_a_reload() {
     let bad = Upstream::start("bad", Behaviour::Echo).await;
     let extra = Upstream::start("extra", Behaviour::Echo).await;
     bad.health.set_status(503);
-    // Checks far apart: a re-warmed host would pass (or not) at its first
-    // check, long after the assertions below.
-    let checks = "    health_checks:
+    // Panic routing off: the added host starts failed, and with one healthy
+    // host of three Envoy's panic would send to every host, the bad one too.
+    let checks = "    common_lb_config: { healthy_panic_threshold: { value: 0 } }
+    health_checks:
     - timeout: 1s
       interval: 0.1s
       no_traffic_interval: 0.1s
