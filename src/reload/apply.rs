@@ -216,9 +216,10 @@ impl Reloader {
             cluster.recount();
         }
         // Then the changed clusters hand their hosts' state over and the
-        // world is built and swapped with no wait between: the old clusters
-        // go without checks only for that long. Their new hosts start
-        // failed and take traffic once checked, as Envoy's EDS hosts do.
+        // world is built and swapped: the old clusters go without checks
+        // only for that long (plus the wait below, when a cluster has no
+        // host left that is known good). Their new hosts start failed and
+        // take traffic once checked, as Envoy's EDS hosts do.
         let mut carried = HashMap::new();
         for name in &diff.clusters.changed {
             if let Some(cluster) = old.cluster(name) {
