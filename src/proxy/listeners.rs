@@ -152,12 +152,19 @@ impl ListenerSet {
         }
     }
 
-    /// Stops accepting on the listener `name` and closes its connections
-    /// as their requests finish; meanwhile they route by `last`, the
-    /// listener as the world before the reload had it.
-    pub fn stop(&mut self, name: &str, last: Option<Arc<ListenerWorld>>) {
-        if let Some(running) = self.running.remove(name) {
+    /// Before a swap that removes the listener `name`: its connections
+    /// will route by `last`, the listener as the world before had it (set
+    /// ahead, so no request finds it in neither world).
+    pub fn retiring(&self, name: &str, last: Option<Arc<ListenerWorld>>) {
+        if let Some(running) = self.running.get(name) {
             running.retired.store(last);
+        }
+    }
+
+    /// Stops accepting on the listener `name` and closes its connections
+    /// as their requests finish.
+    pub fn stop(&mut self, name: &str) {
+        if let Some(running) = self.running.remove(name) {
             running.stop.cancel();
         }
     }

@@ -267,6 +267,10 @@ impl Reloader {
                 }
             }
         }
+        for name in &diff.listeners.removed {
+            self.listeners
+                .retiring(name, old.listener_named(name).cloned());
+        }
         let world = Arc::new(world);
         self.snapshot.store(Arc::clone(&world));
         let took = started.elapsed();
@@ -295,7 +299,7 @@ impl Reloader {
             }
         }
         for name in &diff.listeners.removed {
-            self.listeners.stop(name, old.listener_named(name).cloned());
+            self.listeners.stop(name);
         }
         for (name, b) in sockets {
             if let Some(l) = world.listener_named(&name) {
