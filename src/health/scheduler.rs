@@ -3,7 +3,8 @@
 //! publishes the host's flags, tells the events and sleeps Envoy's interval.
 //!
 //! Owns: the sessions' timers and probers, `cluster.<name>.health_check.*`
-//! stats, the first-round warm-up count, passive immediate-fail marks, and
+//! stats, passive immediate-fail marks (the warm-up count and first-traffic
+//! signal they report to are in `scheduler/signals.rs`), and
 //! handing the sessions' state to the cluster a reload builds
 //! ([`CheckCarry`], in `scheduler/carry.rs`).
 //! Must not touch: the data path. The cluster hands in its hosts' flags and
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -36,55 +37,6 @@ pub struct CheckedHost {
     pub check_address: SocketAddr,
     /// The host's flags (active checking owns [`SESSION_FLAGS`] of them).
     pub health: Arc<HostHealth>,
-}
-
-/// Counts sessions that have not had their first result, and wakes a
-/// waiter when none is left (hale goes LIVE only then, like Envoy's
-/// cluster warming).
-#[derive(Debug, Default)]
-pub struct Warmup {
-    pending: AtomicUsize,
-    total: AtomicUsize,
-    notify: Notify,
-}
-
-impl Warmup {
-    /// A counter with nothing pending.
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-
-    fn add(&self, n: usize) {
-        self.total.fetch_add(n, Ordering::SeqCst);
-        self.pending.fetch_add(n, Ordering::SeqCst);
-    }
-
-    /// Sessions counted so far (one per host and check).
-    pub fn total(&self) -> usize {
-        self.total.load(Ordering::SeqCst)
-    }
-
-    fn done_one(&self) {
-        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.notify.notify_waiters();
-        }
-    }
-
-    /// Sessions still waiting for their first result.
-    pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once every session has had a first result.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.pending() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 /// `cluster.<name>.health_check.*`.
@@ -208,46 +160,6 @@ impl std::fmt::Debug for ActiveChecks {
             .field("hosts", &self.shared.hosts.len())
             .field("checks", &self.shared.checks.len())
             .finish()
-    }
-}
-
-/// Whether a cluster has carried traffic yet, and a wake-up when it first
-/// does.
-///
-/// Envoy picks `no_traffic_interval` (60 s by default) for the next check
-/// while a cluster has had no traffic, and keeps that wait even when
-/// traffic starts a moment later: for up to a minute a failed host goes
-/// unnoticed by active checks while requests flow. hale cuts the wait
-/// short when the first connection is made (see docs/health.md).
-#[derive(Debug, Default)]
-pub struct FirstTraffic {
-    seen: std::sync::atomic::AtomicBool,
-    arrived: Notify,
-}
-
-impl FirstTraffic {
-    /// The cluster made (or tried) an upstream connection.
-    #[inline]
-    pub fn mark(&self) {
-        if !self.seen.load(Ordering::Relaxed) && !self.seen.swap(true, Ordering::AcqRel) {
-            self.arrived.notify_waiters();
-        }
-    }
-
-    /// Whether the cluster has had traffic.
-    pub fn seen(&self) -> bool {
-        self.seen.load(Ordering::Acquire)
-    }
-
-    /// Resolves once the cluster has had traffic.
-    pub async fn arrived(&self) {
-        loop {
-            let notified = self.arrived.notified();
-            if self.seen() {
-                return;
-            }
-            notified.await;
-        }
     }
 }
 
@@ -616,7 +528,9 @@ impl SessionTask {
 }
 
 mod carry;
+mod signals;
 pub use carry::CheckCarry;
+pub use signals::{FirstTraffic, Warmup};
 
 #[cfg(test)]
 mod tests;
