@@ -30,6 +30,16 @@ fn endpoints(addrs: &[SocketAddr]) -> Vec<(SocketAddr, u32, u32)> {
     addrs.iter().map(|a| (*a, 1, 0)).collect()
 }
 
+/// Two echo upstreams, `a` and `b`, and a cluster of one host for each
+/// (answers name their upstream in `x-upstream`).
+async fn two_backends() -> (Upstream, Upstream, String) {
+    let a = Upstream::start("a", Behaviour::Echo).await;
+    let b = Upstream::start("b", Behaviour::Echo).await;
+    let clusters = cluster("a", "ROUND_ROBIN", &endpoints(&[a.addr]), "")
+        + &cluster("b", "ROUND_ROBIN", &endpoints(&[b.addr]), "");
+    (a, b, clusters)
+}
+
 fn write(path: &Path, text: &str) {
     // Written aside and renamed over, as editors and tools do, so a watch
     // never reads half a file.
@@ -50,10 +60,7 @@ fn outcome(report: &serde_json::Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_route_takes_effect_without_a_restart() {
-    let a = Upstream::start("a", Behaviour::Echo).await;
-    let b = Upstream::start("b", Behaviour::Echo).await;
-    let clusters = cluster("a", "ROUND_ROBIN", &endpoints(&[a.addr]), "")
-        + &cluster("b", "ROUND_ROBIN", &endpoints(&[b.addr]), "");
+    let (_a, _b, clusters) = two_backends().await;
     let path = config_file(&bootstrap(&routes(&[("/", "a")]), &clusters));
     // One worker: one connection pool per host, so reuse is visible.
     let hale = Hale::start_file(&path, 1, false);
@@ -212,10 +219,7 @@ async fn an_unhealthy_host_stays_out_of_rotation_across_a_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_file_is_rejected_and_the_old_config_serves_until_it_is_fixed() {
-    let a = Upstream::start("a", Behaviour::Echo).await;
-    let b = Upstream::start("b", Behaviour::Echo).await;
-    let clusters = cluster("a", "ROUND_ROBIN", &endpoints(&[a.addr]), "")
-        + &cluster("b", "ROUND_ROBIN", &endpoints(&[b.addr]), "");
+    let (_a, _b, clusters) = two_backends().await;
     let path = config_file(&bootstrap(&routes(&[("/", "a")]), &clusters));
     let hale = Hale::start_file(&path, 2, false);
     let url = hale.url("listener_0");
@@ -283,10 +287,7 @@ async fn a_broken_file_is_rejected_and_the_old_config_serves_until_it_is_fixed()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_hale_cannot_apply_live_rejects_the_whole_reload() {
-    let a = Upstream::start("a", Behaviour::Echo).await;
-    let b = Upstream::start("b", Behaviour::Echo).await;
-    let clusters = cluster("a", "ROUND_ROBIN", &endpoints(&[a.addr]), "")
-        + &cluster("b", "ROUND_ROBIN", &endpoints(&[b.addr]), "");
+    let (_a, _b, clusters) = two_backends().await;
     let path = config_file(&bootstrap(&routes(&[("/", "a")]), &clusters));
     let hale = Hale::start_file(&path, 2, false);
     let url = hale.url("listener_0");
@@ -314,10 +315,7 @@ async fn a_change_hale_cannot_apply_live_rejects_the_whole_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_symlink_swap_is_seen() {
-    let a = Upstream::start("a", Behaviour::Echo).await;
-    let b = Upstream::start("b", Behaviour::Echo).await;
-    let clusters = cluster("a", "ROUND_ROBIN", &endpoints(&[a.addr]), "")
-        + &cluster("b", "ROUND_ROBIN", &endpoints(&[b.addr]), "");
+    let (_a, _b, clusters) = two_backends().await;
     // Kubernetes' layout: config.yaml -> ..data/config.yaml, ..data -> ..<stamp>.
     let dir = scratch_path("configmap");
     std::fs::create_dir_all(dir.join("..2026_11_22_a")).unwrap();
@@ -777,7 +775,7 @@ async fn triggers_that_arrive_during_a_reload_share_the_next_one() {
     );
     let first = tokio::spawn({
         let admin = hale.admin();
-        async move { reload_at(&admin).await }
+        async move { support::post_reload(&admin).await.1 }
     });
     eventually("the first reload to be warming", || async {
         let n = slow.health.checks.load(std::sync::atomic::Ordering::SeqCst);
@@ -788,7 +786,9 @@ async fn triggers_that_arrive_during_a_reload_share_the_next_one() {
     let mut more = Vec::new();
     for _ in 0..4 {
         let admin = hale.admin();
-        more.push(tokio::spawn(async move { reload_at(&admin).await }));
+        more.push(tokio::spawn(
+            async move { support::post_reload(&admin).await.1 },
+        ));
     }
     hale.inner().reload.trigger("SIGHUP");
     eventually("the five triggers to be queued", || async {
@@ -827,14 +827,6 @@ async fn triggers_that_arrive_during_a_reload_share_the_next_one() {
     assert_eq!(hale.stat("server.reload.attempt"), 2);
     assert_eq!(hale.stat("server.config_generation"), 2);
     hale.stop().await;
-}
-
-async fn reload_at(admin: &str) -> serde_json::Value {
-    let req = http::Request::post(format!("{admin}/reload"))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let reply = support::send(&support::h1_client(), req).await;
-    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{e}: {}", reply.body))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

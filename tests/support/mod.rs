@@ -83,10 +83,7 @@ impl Hale {
 
     /// `POST /reload`: the reload's report as JSON, and the status.
     pub async fn reload(&self) -> (u16, serde_json::Value) {
-        let reply = self.admin_post("/reload").await;
-        let report = serde_json::from_str(&reply.body)
-            .unwrap_or_else(|e| panic!("/reload answered {}: {e}: {:?}", reply.status, reply.body));
-        (reply.status, report)
+        post_reload(&self.admin()).await
     }
 
     fn running(&self) -> &hale::Running {
@@ -131,10 +128,7 @@ impl Hale {
 
     /// `POST <admin><path>` (the admin's mutating endpoints).
     pub async fn admin_post(&self, path: &str) -> Reply {
-        let req = Request::post(format!("{}{path}", self.admin()))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        send(&h1_client(), req).await
+        post(&format!("{}{path}", self.admin())).await
     }
 
     /// Starts the drain (as a SIGTERM does) without waiting for it.
@@ -317,6 +311,21 @@ pub async fn grpc_health_server(
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     (addr, reporter)
+}
+
+/// `POST <url>` with an empty body.
+pub async fn post(url: &str) -> Reply {
+    let req = Request::post(url).body(Full::new(Bytes::new())).unwrap();
+    send(&h1_client(), req).await
+}
+
+/// `POST <admin>/reload`: the status and the reload's report as JSON
+/// (tasks that cannot borrow a [`Hale`] call this with its admin URL).
+pub async fn post_reload(admin: &str) -> (u16, serde_json::Value) {
+    let reply = post(&format!("{admin}/reload")).await;
+    let report = serde_json::from_str(&reply.body)
+        .unwrap_or_else(|e| panic!("/reload answered {}: {e}: {:?}", reply.status, reply.body));
+    (reply.status, report)
 }
 
 /// A unique scratch file path under the system temp dir.
