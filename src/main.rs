@@ -84,7 +84,8 @@ fn main() -> ExitCode {
         service_node: cli.service_node.clone(),
         service_cluster: cli.service_cluster.clone(),
     };
-    let bootstrap = match config::load(&cli.config_path, &overrides) {
+    let loader = config::Loader::default();
+    let bootstrap = match loader.load(&cli.config_path, &overrides) {
         Ok(b) => b,
         Err(errors) => {
             eprintln!(
@@ -103,7 +104,7 @@ fn main() -> ExitCode {
         println!("configuration '{}' OK", cli.config_path.display());
         return ExitCode::SUCCESS;
     }
-    match serve(&cli, bootstrap) {
+    match serve(&cli, bootstrap, loader) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -113,7 +114,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(cli: &Cli, bootstrap: config::Bootstrap) -> anyhow::Result<()> {
+fn serve(cli: &Cli, bootstrap: config::Bootstrap, loader: config::Loader) -> anyhow::Result<()> {
     let options = Options {
         config_path: cli.config_path.clone(),
         concurrency: cli.concurrency.unwrap_or_else(default_concurrency).max(1),
@@ -132,6 +133,7 @@ fn serve(cli: &Cli, bootstrap: config::Bootstrap) -> anyhow::Result<()> {
         service_cluster: cli.service_cluster.clone(),
         service_node: cli.service_node.clone(),
         watch_config: !cli.no_watch_config,
+        config_loader: loader,
     };
     // Signals are watched from before startup: a SIGTERM while health
     // checks warm up drains (there is nothing to drain yet) instead of

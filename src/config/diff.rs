@@ -39,7 +39,7 @@ impl Changes {
         for (name, value) in new {
             match before.get(name) {
                 None => changes.added.push((*name).to_string()),
-                Some(was) if *was != *value => changes.changed.push((*name).to_string()),
+                Some(was) if !same_json(was, value) => changes.changed.push((*name).to_string()),
                 Some(_) => changes.unchanged.push((*name).to_string()),
             }
         }
@@ -127,29 +127,52 @@ impl Diff {
     }
 }
 
+/// `a == b`, faster for the common case of the same keys in the same
+/// order: `serde_json`'s map equality looks every key up by hash, and a
+/// reload compares every cluster of the file.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && (x
+                    .iter()
+                    .zip(y.iter())
+                    .all(|((kx, vx), (ky, vy))| kx == ky && same_json(vx, vy))
+                    || x == y)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(vx, vy)| same_json(vx, vy))
+        }
+        _ => a == b,
+    }
+}
+
 /// How `new` differs from `old`.
 pub fn diff(old: &Bootstrap, new: &Bootstrap) -> Diff {
     let old_listeners = named(&old.raw, "listeners");
     let new_listeners = named(&new.raw, "listeners");
     let listeners = Changes::between(&old_listeners, &new_listeners);
     let clusters = Changes::between(&named(&old.raw, "clusters"), &named(&new.raw, "clusters"));
-    let part = |list: &[(&str, &Value)], name: &str, pointer: &str| -> Option<Value> {
+    fn part<'a>(list: &[(&str, &'a Value)], name: &str, pointer: &str) -> Option<&'a Value> {
         list.iter()
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| http_manager(v))
-            .and_then(|hcm| hcm.pointer(pointer).cloned())
+            .and_then(|hcm| hcm.pointer(pointer))
+    }
+    let same_part = |name: &str, pointer: &str| match (
+        part(&old_listeners, name, pointer),
+        part(&new_listeners, name, pointer),
+    ) {
+        (Some(a), Some(b)) => same_json(a, b),
+        (a, b) => a.is_none() && b.is_none(),
     };
     let mut routes_changed = Vec::new();
     let mut filters_changed = Vec::new();
     for name in &listeners.changed {
-        if part(&old_listeners, name, "/route_config")
-            != part(&new_listeners, name, "/route_config")
-        {
+        if !same_part(name, "/route_config") {
             routes_changed.push(name.clone());
         }
-        if part(&old_listeners, name, "/http_filters")
-            != part(&new_listeners, name, "/http_filters")
-        {
+        if !same_part(name, "/http_filters") {
             filters_changed.push(name.clone());
         }
     }

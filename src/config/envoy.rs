@@ -5,7 +5,9 @@
 //! and the error sink it reports to ([`sink`]), Envoy's field names per proto
 //! message, split into what hale supports and what it knowingly does not
 //! ([`messages`], matched by [`fields`]), and the proto3 JSON forms of
-//! scalars such as durations and bytes ([`proto_json`]).
+//! scalars such as durations and bytes ([`proto_json`]), and the memory of
+//! a YAML file's pieces that lets a reload parse only what changed
+//! ([`pieces`]).
 //!
 //! Must not touch: hale's model. What a value means (defaults, ranges,
 //! references between resources) is decided in `validate`; this module only
@@ -13,28 +15,38 @@
 
 pub(crate) mod fields;
 pub(crate) mod messages;
+pub(crate) mod pieces;
 pub(crate) mod proto_json;
 pub(crate) mod reader;
 pub(crate) mod sink;
+pub(crate) mod yaml;
 
 use std::path::Path;
 
 use super::{ConfigErrors, Format};
+pub use pieces::PieceMemory;
 
 /// Parses `text` as `format` into a JSON value.
 ///
 /// YAML merge keys (`<<: *anchor`) are applied, as Envoy's YAML loader does.
 /// A syntax error is one whole-file error whose message gives the line and
 /// column. An empty document is an error too: Envoy refuses to start on one.
+///
+/// With a `memory`, YAML is read in pieces and only the pieces the memory
+/// does not hold are parsed (see [`pieces`]); the value is the same.
 pub fn read_document(
     text: &str,
     format: Format,
     file: &Path,
+    memory: Option<&mut PieceMemory>,
 ) -> Result<serde_json::Value, ConfigErrors> {
     let document = match format {
         Format::Json => serde_json::from_str::<serde_json::Value>(text)
             .map_err(|e| ConfigErrors::whole_file(file, format!("not valid JSON: {e}")))?,
-        Format::Yaml => read_yaml(text, file)?,
+        Format::Yaml => match memory.and_then(|memory| pieces::read(text, memory)) {
+            Some(document) => document,
+            None => read_yaml(text, file)?,
+        },
     };
     if document.is_null() {
         return Err(ConfigErrors::whole_file(
@@ -46,21 +58,19 @@ pub fn read_document(
 }
 
 fn read_yaml(text: &str, file: &Path) -> Result<serde_json::Value, ConfigErrors> {
-    let syntax = |e: yaml_serde::Error| {
-        let mut message = format!("not valid YAML: {e}");
-        // Most yaml_serde messages already end in "at line L column C".
-        if let Some(at) = e.location().filter(|_| !message.contains(" line ")) {
-            message.push_str(&format!(" at line {} column {}", at.line(), at.column()));
+    yaml::to_json(text, yaml::needs_yaml_value(text)).map_err(|failure| match failure {
+        yaml::Failure::Syntax(e) => {
+            let mut message = format!("not valid YAML: {e}");
+            // Most yaml_serde messages already end in "at line L column C".
+            if let Some(at) = e.location().filter(|_| !message.contains(" line ")) {
+                message.push_str(&format!(" at line {} column {}", at.line(), at.column()));
+            }
+            ConfigErrors::whole_file(file, message)
         }
-        ConfigErrors::whole_file(file, message)
-    };
-    let mut yaml = yaml_serde::from_str::<yaml_serde::Value>(text).map_err(syntax)?;
-    yaml.apply_merge().map_err(syntax)?;
-    yaml_serde::from_value::<serde_json::Value>(yaml).map_err(|e| {
-        ConfigErrors::whole_file(
+        yaml::Failure::NotJson(e) => ConfigErrors::whole_file(
             file,
             format!("the YAML cannot be read as Envoy's JSON form (are all keys strings?): {e}"),
-        )
+        ),
     })
 }
 
@@ -69,7 +79,7 @@ mod tests {
     use super::*;
 
     fn read(text: &str, format: Format) -> Result<serde_json::Value, ConfigErrors> {
-        read_document(text, format, Path::new("test.yaml"))
+        read_document(text, format, Path::new("test.yaml"), None)
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub use model::Bootstrap;
 
@@ -118,9 +119,7 @@ pub fn digest(bytes: &[u8]) -> u64 {
 
 /// Reads, decodes and validates the bootstrap at `path`.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<Bootstrap, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::whole_file(path, format!("cannot read the file: {e}")))?;
-    parse(&text, Format::from_path(path), path, overrides)
+    Loader::default().load(path, overrides)
 }
 
 /// Decodes and validates a bootstrap held in memory; `file` names it in errors.
@@ -130,7 +129,61 @@ pub fn parse(
     file: &Path,
     overrides: &Overrides,
 ) -> Result<Bootstrap, ConfigErrors> {
-    let document = envoy::read_document(text, format, file)?;
+    parse_with(text, format, file, overrides, None)
+}
+
+/// Loads config files again and again, remembering the YAML pieces it
+/// parsed, so that reading an edited file parses only the pieces that
+/// changed (a reload of a large config is mostly parsing). Cloning shares
+/// the memory: the startup load hands it to the reloads.
+#[derive(Debug, Clone, Default)]
+pub struct Loader {
+    memory: Arc<Mutex<envoy::PieceMemory>>,
+}
+
+impl Loader {
+    /// [`load`], parsing only the YAML pieces not read before.
+    pub fn load(&self, path: &Path, overrides: &Overrides) -> Result<Bootstrap, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::whole_file(path, format!("cannot read the file: {e}")))?;
+        self.parse(&text, Format::from_path(path), path, overrides)
+    }
+
+    /// [`parse`], parsing only the YAML pieces not read before.
+    pub fn parse(
+        &self,
+        text: &str,
+        format: Format,
+        file: &Path,
+        overrides: &Overrides,
+    ) -> Result<Bootstrap, ConfigErrors> {
+        // Only loads take the lock, one at a time (reloads are serial);
+        // a poisoned memory is still a valid cache of piece values.
+        let mut memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        parse_with(text, format, file, overrides, Some(&mut memory))
+    }
+
+    /// How many YAML pieces the last load parsed, and how many it holds.
+    pub fn pieces(&self) -> (usize, usize) {
+        let memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (memory.parsed(), memory.len())
+    }
+}
+
+fn parse_with(
+    text: &str,
+    format: Format,
+    file: &Path,
+    overrides: &Overrides,
+    memory: Option<&mut envoy::PieceMemory>,
+) -> Result<Bootstrap, ConfigErrors> {
+    let document = envoy::read_document(text, format, file, memory)?;
     let mut bootstrap = validate::bootstrap(document, file)?;
     bootstrap.digest = digest(text.as_bytes());
     if let Some(node) = &overrides.service_node {
@@ -140,4 +193,65 @@ pub fn parse(
         bootstrap.node.cluster = cluster.clone();
     }
     Ok(bootstrap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The quickstart with `n` more clusters, so it is large enough to cut.
+    fn quickstart_with(n: usize, port: u16) -> String {
+        let mut text = include_str!("../../config/quickstart.yaml").to_string();
+        for i in 0..n {
+            text.push_str(&format!(
+                "  - name: extra{i}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: extra{i}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {} }}\n",
+                port + i as u16
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn a_loader_reads_what_parse_reads_and_parses_again_only_what_changed() {
+        let file = Path::new("quickstart.yaml");
+        let overrides = Overrides::default();
+        let loader = Loader::default();
+        let text = quickstart_with(300, 20000);
+        assert!(
+            text.contains("clusters:\n  - name: app"),
+            "the quickstart's clusters come last"
+        );
+        let cut = loader.parse(&text, Format::Yaml, file, &overrides);
+        let whole = parse(&text, Format::Yaml, file, &overrides);
+        let (cut, whole) = (cut.expect("valid"), whole.expect("valid"));
+        assert_eq!(cut.raw, whole.raw);
+        assert_eq!(cut.clusters.len(), 301);
+        let (parsed, remembered) = loader.pieces();
+        assert_eq!(parsed, remembered);
+        assert!(remembered > 10, "{remembered} pieces");
+
+        // A clone shares the memory (the startup load hands it on).
+        let edited = text.replacen("port_value: 20150", "port_value: 30150", 1);
+        let again = loader
+            .clone()
+            .parse(&edited, Format::Yaml, file, &overrides);
+        assert_eq!(
+            again.expect("valid").raw,
+            parse(&edited, Format::Yaml, file, &overrides)
+                .expect("valid")
+                .raw
+        );
+        assert_eq!(loader.pieces().0, 1);
+
+        // Errors are the whole-file parse's, with the right line.
+        let broken = text.replacen("port_value: 20150", "port_value: [20150", 1);
+        let errors = loader
+            .parse(&broken, Format::Yaml, file, &overrides)
+            .expect_err("broken");
+        assert_eq!(
+            errors,
+            parse(&broken, Format::Yaml, file, &overrides).expect_err("broken")
+        );
+        assert!(errors.to_string().contains("line"), "{errors}");
+    }
 }

@@ -35,6 +35,8 @@ pub struct ConfigFile {
     pub path: PathBuf,
     /// `--service-node`, `--service-cluster`.
     pub overrides: Overrides,
+    /// Remembers the YAML pieces parsed before (see [`config::Loader`]).
+    pub loader: config::Loader,
 }
 
 /// Everything a reload reads and replaces.
@@ -44,6 +46,8 @@ pub struct Reloader {
     pub path: PathBuf,
     /// What the command line overrides in it.
     pub overrides: Overrides,
+    /// Parses only what changed since the last load.
+    loader: config::Loader,
     /// The published world.
     pub snapshot: Snapshot,
     /// Where stats live.
@@ -77,6 +81,7 @@ impl Reloader {
         Self {
             path: file.path,
             overrides: file.overrides,
+            loader: file.loader,
             snapshot,
             store,
             health_stop,
@@ -126,7 +131,7 @@ impl Reloader {
         if config::digest(text.as_bytes()) == self.snapshot.load().bootstrap.digest {
             return Loaded::Same;
         }
-        match config::parse(
+        match self.loader.parse(
             &text,
             config::Format::from_path(path),
             path,

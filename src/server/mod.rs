@@ -267,6 +267,7 @@ pub fn start_with_stop(
             service_node: options.service_node.clone(),
             service_cluster: options.service_cluster.clone(),
         },
+        loader: options.config_loader.clone(),
     };
     threads.push(spawn_thread("hale-main", move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -364,6 +365,7 @@ struct DataPath {
     triggers: Triggers,
     config_path: PathBuf,
     overrides: crate::config::Overrides,
+    loader: crate::config::Loader,
 }
 
 impl DataPath {
@@ -470,6 +472,7 @@ impl DataPath {
             reload::ConfigFile {
                 path: self.config_path,
                 overrides: self.overrides,
+                loader: self.loader,
             },
             self.snapshot.clone(),
             Arc::clone(&self.store),

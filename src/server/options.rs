@@ -44,6 +44,9 @@ pub struct Options {
     pub service_node: Option<String>,
     /// Reload when the config file changes (`--watch-config`, default on).
     pub watch_config: bool,
+    /// What loaded the config at startup; reloads go on with it, so the
+    /// first reload already parses only the YAML that changed.
+    pub config_loader: crate::config::Loader,
 }
 
 impl Options {
@@ -59,6 +62,7 @@ impl Options {
             service_cluster: None,
             service_node: None,
             watch_config: true,
+            config_loader: crate::config::Loader::default(),
         }
     }
 }

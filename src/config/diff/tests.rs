@@ -140,3 +140,22 @@ fn what_needs_a_restart_is_named_by_its_path() {
     );
     assert!(d.fixed[1].message.contains("\"main\""));
 }
+
+#[test]
+fn json_values_compare_as_equal_whatever_the_key_order() {
+    let a: Value = serde_json::json!({"name": "c", "lb": {"x": 1, "y": [1, {"p": 2, "q": 3}]}});
+    let reordered: Value =
+        serde_json::json!({"lb": {"y": [1, {"q": 3, "p": 2}], "x": 1}, "name": "c"});
+    let changed: Value =
+        serde_json::json!({"name": "c", "lb": {"x": 1, "y": [1, {"p": 2, "q": 4}]}});
+    let longer: Value =
+        serde_json::json!({"name": "c", "lb": {"x": 1, "y": [1, {"p": 2, "q": 3}, 5]}});
+    assert!(same_json(&a, &a.clone()));
+    assert!(same_json(&a, &reordered));
+    assert!(!same_json(&a, &changed));
+    assert!(!same_json(&a, &longer));
+    assert!(!same_json(&serde_json::json!(1), &serde_json::json!(1.0)));
+    for (x, y) in [(&a, &reordered), (&a, &changed), (&a, &longer)] {
+        assert_eq!(same_json(x, y), x == y);
+    }
+}

@@ -47,7 +47,7 @@ impl Message {
 
     /// The fields hale reads, in snake_case.
     pub(crate) fn supported(&self) -> impl Iterator<Item = &'static str> {
-        self.supported.split_whitespace()
+        self.supported.split_ascii_whitespace()
     }
 
     /// What to add after "not supported by hale" for `field` ("" for most).
@@ -60,15 +60,28 @@ impl Message {
 }
 
 fn find(names: &'static str, key: &str) -> Option<&'static str> {
-    names
-        .split_whitespace()
-        .find(|field| spelled_as(field, key))
+    // Every key of a large file is looked up: the plain comparison first,
+    // which finds nearly all of them.
+    let mut fields = names.split_ascii_whitespace();
+    if let Some(field) = fields.clone().find(|field| *field == key) {
+        return Some(field);
+    }
+    // A proto3 JSON name drops the `_`s and upper-cases what follows them,
+    // so it has an upper-case letter or a digit where the field has `_`.
+    if !key
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return None;
+    }
+    fields.find(|field| spelled_as(field, key))
 }
 
 /// Whether `key` names `field` in either of the spellings Envoy accepts:
 /// the proto name (`port_value`) or its proto3 JSON name (`portValue`).
 pub(crate) fn spelled_as(field: &str, key: &str) -> bool {
-    field == key || json_chars(field).eq(key.chars())
+    // The JSON name is shorter unless it is the field name itself.
+    field == key || (key.len() < field.len() && json_chars(field).eq(key.chars()))
 }
 
 /// [`json_name`] without the allocation: every key of a large file is
@@ -164,6 +177,16 @@ mod tests {
         );
         assert_eq!(SOCKET_ADDRESS.classify("port"), FieldKind::Unknown);
         assert_eq!(SOCKET_ADDRESS.classify("port_Value"), FieldKind::Unknown);
+        // Part of a field's name, or two names, is no field.
+        assert_eq!(SOCKET_ADDRESS.classify("value"), FieldKind::Unknown);
+        assert_eq!(SOCKET_ADDRESS.classify("port"), FieldKind::Unknown);
+        assert_eq!(DURATION.classify("seconds nanos"), FieldKind::Unknown);
+        assert_eq!(DURATION.classify(""), FieldKind::Unknown);
+        assert_eq!(DURATION.classify("nanos"), FieldKind::Supported("nanos"));
+        assert_eq!(
+            OUTLIER_DETECTION.classify("consecutive5xx"),
+            FieldKind::Supported("consecutive_5xx")
+        );
     }
 
     #[test]
