@@ -19,6 +19,19 @@ pub(crate) fn needs_yaml_value(text: &str) -> bool {
     text.contains("<<") || text.contains('!')
 }
 
+/// The value of a YAML file written as JSON (Envoy reads either under any
+/// name), read by serde_json: about five times faster than the YAML
+/// parser, and JSON is YAML 1.2 with the same values. `None` when the text
+/// is not JSON, which the YAML parser then reads (or refuses) as before.
+pub(crate) fn json_text(text: &str) -> Option<Value> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<Strict>(text)
+        .ok()
+        .map(|strict| strict.0)
+}
+
 /// Why a text is not a JSON value.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -148,6 +161,17 @@ mod tests {
             assert!(e.to_string().contains("duplicate"), "{e}");
             assert!(e.to_string().contains("line"), "{e}");
         }
+    }
+
+    #[test]
+    fn json_in_a_yaml_file_reads_as_the_yaml_parser_reads_it() {
+        let text = r#" {"a": [1, -2, 1.5, 1e3, true, null, "x\u00e9\n"], "b": {"c": {}}, "d": []}"#;
+        assert_eq!(json_text(text), Some(both(text).0));
+        // Not JSON: left to the YAML parser.
+        assert_eq!(json_text("{a: 1}"), None);
+        assert_eq!(json_text("a: {}"), None);
+        // A key given twice is left to the YAML parser, which refuses it.
+        assert_eq!(json_text(r#"{"a": 1, "a": 2}"#), None);
     }
 
     #[test]
