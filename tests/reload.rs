@@ -854,6 +854,8 @@ async fn a_cluster_whose_every_endpoint_moves_is_warmed_before_the_swap() {
         get(&format!("{url}/x"), &[]).await.header("x-upstream"),
         Some("old")
     );
+    // Startup waited for the first check and counted it before serving.
+    assert_eq!(hale.stat("cluster.backend.lb_healthy_panic"), 0);
 
     // No host survives: the new one is checked before it replaces the old.
     write(&path, &config(new.addr));

@@ -266,10 +266,15 @@ impl Reloader {
                 _ = tokio::time::timeout(bound, changed_warmup.wait()) => {}
                 () = self.draining.cancelled() => {}
             }
-            for name in &diff.clusters.changed {
-                if let Some(cluster) = world.cluster(name) {
-                    cluster.recount();
-                }
+        }
+        // First checks that passed during the build (which made `cold`
+        // false) or during the wait are in the hosts' flags, while the load
+        // plan built with the world still counts those hosts failed until
+        // the batched recount. Count again now, or the first requests after
+        // the swap could see no healthy host and route in panic.
+        for name in &diff.clusters.changed {
+            if let Some(cluster) = world.cluster(name) {
+                cluster.recount();
             }
         }
         for name in &diff.listeners.removed {

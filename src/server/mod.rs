@@ -402,6 +402,12 @@ impl DataPath {
                 () = health.warmup.wait() => {}
                 () = self.shutdown.cancelled() => {}
             }
+            // The load plans were built before these results: count them
+            // again now, not after the batched recount, or the first
+            // requests could find no healthy host and route in panic.
+            for cluster in &world.clusters {
+                cluster.recount();
+            }
         }
         if self.shutdown.is_cancelled() {
             // Asked to stop before serving: never go LIVE, nothing to drain.
