@@ -43,9 +43,7 @@ pub fn read_document(
     let document = match format {
         Format::Json => serde_json::from_str::<serde_json::Value>(text)
             .map_err(|e| ConfigErrors::whole_file(file, format!("not valid JSON: {e}")))?,
-        Format::Yaml => match yaml::json_text(text)
-            .or_else(|| memory.and_then(|memory| pieces::read(text, memory)))
-        {
+        Format::Yaml => match memory.and_then(|memory| pieces::read(text, memory)) {
             Some(document) => document,
             None => read_yaml(text, file)?,
         },

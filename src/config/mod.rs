@@ -129,7 +129,8 @@ pub fn parse(
     file: &Path,
     overrides: &Overrides,
 ) -> Result<Bootstrap, ConfigErrors> {
-    parse_with(text, format, file, overrides, None)
+    let document = envoy::read_document(text, format, file, None)?;
+    validate_document(document, text, file, overrides)
 }
 
 /// Loads config files again and again, remembering the YAML pieces it
@@ -157,13 +158,16 @@ impl Loader {
         file: &Path,
         overrides: &Overrides,
     ) -> Result<Bootstrap, ConfigErrors> {
-        // Only loads take the lock, one at a time (reloads are serial);
-        // a poisoned memory is still a valid cache of piece values.
-        let mut memory = self
-            .memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        parse_with(text, format, file, overrides, Some(&mut memory))
+        let document = {
+            // Only loads take the lock, one at a time (reloads are serial);
+            // a poisoned memory is still a valid cache of piece values.
+            let mut memory = self
+                .memory
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            envoy::read_document(text, format, file, Some(&mut memory))?
+        };
+        validate_document(document, text, file, overrides)
     }
 
     /// How many YAML pieces the last load parsed, and how many it holds.
@@ -176,14 +180,14 @@ impl Loader {
     }
 }
 
-fn parse_with(
+/// The document read from `text`, validated, with the command line's
+/// overrides applied.
+fn validate_document(
+    document: serde_json::Value,
     text: &str,
-    format: Format,
     file: &Path,
     overrides: &Overrides,
-    memory: Option<&mut envoy::PieceMemory>,
 ) -> Result<Bootstrap, ConfigErrors> {
-    let document = envoy::read_document(text, format, file, memory)?;
     let mut bootstrap = validate::bootstrap(document, file)?;
     bootstrap.digest = digest(text.as_bytes());
     if let Some(node) = &overrides.service_node {

@@ -19,19 +19,6 @@ pub(crate) fn needs_yaml_value(text: &str) -> bool {
     text.contains("<<") || text.contains('!')
 }
 
-/// The value of a YAML file written as JSON (Envoy reads either under any
-/// name), read by serde_json: about five times faster than the YAML
-/// parser, and JSON is YAML 1.2 with the same values. `None` when the text
-/// is not JSON, which the YAML parser then reads (or refuses) as before.
-pub(crate) fn json_text(text: &str) -> Option<Value> {
-    if !text.trim_start().starts_with('{') {
-        return None;
-    }
-    serde_json::from_str::<Strict>(text)
-        .ok()
-        .map(|strict| strict.0)
-}
-
 /// Why a text is not a JSON value.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -119,7 +106,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(StringKey(key)) = map.next_key()? {
             let Strict(value) = map.next_value()?;
             if object.contains_key(&key) {
                 return Err(de::Error::custom(format_args!(
@@ -129,6 +116,36 @@ impl<'de> Visitor<'de> for StrictVisitor {
             object.insert(key, value);
         }
         Ok(Value::Object(object))
+    }
+}
+
+/// A mapping key, which must be a string (`"1"`, not `1`), as on the
+/// `yaml_serde::Value` route: Envoy's JSON form has string keys only.
+struct StringKey(String);
+
+impl<'de> Deserialize<'de> for StringKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(StringKeyVisitor)
+            .map(StringKey)
+    }
+}
+
+struct StringKeyVisitor;
+
+impl<'de> Visitor<'de> for StringKeyVisitor {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key (Envoy's JSON form has no other; quote it)")
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<String, E> {
+        Ok(s.to_owned())
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<String, E> {
+        Ok(s)
     }
 }
 
@@ -164,14 +181,24 @@ mod tests {
     }
 
     #[test]
-    fn json_in_a_yaml_file_reads_as_the_yaml_parser_reads_it() {
-        let text = r#" {"a": [1, -2, 1.5, 1e3, true, null, "x\u00e9\n"], "b": {"c": {}}, "d": []}"#;
-        assert_eq!(json_text(text), Some(both(text).0));
-        // Not JSON: left to the YAML parser.
-        assert_eq!(json_text("{a: 1}"), None);
-        assert_eq!(json_text("a: {}"), None);
-        // A key given twice is left to the YAML parser, which refuses it.
-        assert_eq!(json_text(r#"{"a": 1, "a": 2}"#), None);
+    fn keys_that_are_not_strings_are_refused_on_both_routes() {
+        for text in [
+            "1: a\n",
+            "a:\n  true: b\n",
+            "~: a\n",
+            "1.5: a\n",
+            "[a]: b\n",
+        ] {
+            assert!(to_json(text, false).is_err(), "direct route took {text:?}");
+            assert!(
+                to_json(text, true).is_err(),
+                "yaml value route took {text:?}"
+            );
+        }
+        assert_eq!(
+            to_json("'1': a\n", false).ok(),
+            to_json("'1': a\n", true).ok()
+        );
     }
 
     #[test]
