@@ -151,10 +151,15 @@ requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")
 non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$WORK/wrk.txt")
 sockerr=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$WORK/wrk.txt")
 echo "== reloads applied: $applied of $RELOADS; requests: ${requests:-?}; non-2xx: ${non2xx:-0}; socket errors: ${sockerr:-0}"
-upstreams=$(curl -s "http://127.0.0.1:$ADMIN/clusters" | grep -c 'rq_total' || true)
+# Both configs served: every upstream (A: 1-2, B: 2-4) got requests.
+stats=$(curl -s "http://127.0.0.1:$UP_ADMIN/stats")
+for i in 1 2 3 4; do
+    n=$(awk -F': ' -v k="http.up$i.downstream_rq_total" '$1 == k {print $2}' <<< "$stats")
+    echo "   upstream $i: ${n:-0} requests"
+    [ "${n:-0}" -gt 0 ] || { echo "upstream $i got no requests" >&2; failed=1; }
+done
 [ "${non2xx:-0}" = 0 ] && [ "${sockerr:-0}" = 0 ] && [ -n "${requests:-}" ] || failed=1
 kill -0 "$HALE_PID" 2>/dev/null || { echo "hale died" >&2; failed=1; }
 [ -s "$WORK/hale.err" ] && { echo "hale stderr:"; head -n 20 "$WORK/hale.err" | sed 's/^/  /'; }
-: "$upstreams"
 [ "$failed" = 0 ] || { echo "FAILED" >&2; exit 1; }
 echo "OK: zero failed requests across $RELOADS reloads"
