@@ -77,9 +77,6 @@ pub struct PieceMemory {
     pieces: Pieces,
     /// How many pieces the last read had to parse.
     parsed: usize,
-    /// The route the pieces were parsed on (see `yaml::to_json`), which
-    /// the whole text decides: a piece is only reused on the same one.
-    via_yaml_value: bool,
 }
 
 impl PieceMemory {
@@ -109,16 +106,10 @@ pub(crate) fn read(text: &str, memory: &mut PieceMemory) -> Option<Value> {
 fn read_cut(text: &str, memory: &mut PieceMemory, cut: Cut) -> Option<Value> {
     memory.parsed = 0;
     let lines = lines(text)?;
-    let via_yaml_value = yaml::needs_yaml_value(text);
-    if memory.via_yaml_value != via_yaml_value {
-        memory.pieces.clear();
-        memory.via_yaml_value = via_yaml_value;
-    }
     let mut cutter = Cutter {
         text,
         lines,
         cut,
-        via_yaml_value,
         memory,
         fresh: Pieces::default(),
     };
@@ -127,7 +118,7 @@ fn read_cut(text: &str, memory: &mut PieceMemory, cut: Cut) -> Option<Value> {
         to: cutter.lines.len(),
         dash_at: None,
     };
-    let value = cutter.value(whole);
+    let value = cutter.value(whole, 0);
     let fresh = std::mem::take(&mut cutter.fresh);
     let kept_bytes: usize = memory.pieces.keys().map(|k| k.len()).sum();
     if value.is_some() || kept_bytes > text.len() {
@@ -155,9 +146,15 @@ struct Line {
 
 /// The document's lines, or `None` for what is not cut at all.
 fn lines(text: &str) -> Option<Vec<Line>> {
-    // libyaml also breaks lines at NEL, LS and PS.
-    if text.contains(['\t', '\r', '\u{feff}', '\u{85}', '\u{2028}', '\u{2029}'])
-        || text.contains("<<")
+    // libyaml also breaks lines at NEL, LS and PS, and refuses control
+    // characters anywhere, comments included, which pieces may not parse.
+    // Anchors are resolved across the whole file (a name defined twice, the
+    // alias repetition limit), and merge keys and tags take the
+    // `yaml_serde::Value` route: such files are parsed whole.
+    if text.contains([
+        '\t', '\r', '\u{feff}', '\u{85}', '\u{2028}', '\u{2029}', '&',
+    ]) || yaml::needs_yaml_value(text)
+        || text.chars().any(|c| !allowed_by_libyaml(c))
     {
         return None;
     }
@@ -191,6 +188,11 @@ fn lines(text: &str) -> Option<Vec<Line>> {
     Some(lines)
 }
 
+/// The characters libyaml's reader accepts.
+fn allowed_by_libyaml(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
 fn is_document_marker(rest: &str) -> bool {
     rest.starts_with('%') || rest.starts_with("---") || rest.starts_with("...")
 }
@@ -220,8 +222,6 @@ struct Cutter<'t, 'm> {
     text: &'t str,
     lines: Vec<Line>,
     cut: Cut,
-    /// Decided for the whole text, as for a whole file.
-    via_yaml_value: bool,
     memory: &'m mut PieceMemory,
     /// This document's pieces so far.
     fresh: Pieces,
@@ -283,8 +283,9 @@ impl<'t> Cutter<'t, '_> {
             })
     }
 
-    /// The value of a block holding one node (or none: null).
-    fn value(&mut self, block: Block) -> Option<Value> {
+    /// The value of a block holding one node (or none: null), inside
+    /// `depth` collections of the document.
+    fn value(&mut self, block: Block, depth: usize) -> Option<Value> {
         let Some((_, indent, first)) = self.content_lines(block).next() else {
             return Some(Value::Null);
         };
@@ -295,7 +296,7 @@ impl<'t> Cutter<'t, '_> {
         // meaning: a piece that is not one is parsed with the whole file.
         let opens = Opens::line(first);
         if self.bytes(block) <= self.cut.piece_bytes {
-            let value = self.piece(block)?;
+            let value = self.piece(block, depth)?;
             return match (opens, &value) {
                 (Opens::Sequence, Value::Array(_)) | (Opens::Mapping, Value::Object(_)) => {
                     Some(value)
@@ -304,13 +305,13 @@ impl<'t> Cutter<'t, '_> {
             };
         }
         match opens {
-            Opens::Sequence => self.sequence(block, indent),
-            Opens::Mapping => self.mapping(block, indent),
+            Opens::Sequence => self.sequence(block, indent, depth),
+            Opens::Mapping => self.mapping(block, indent, depth),
             Opens::Other => None,
         }
     }
 
-    fn sequence(&mut self, block: Block, indent: usize) -> Option<Value> {
+    fn sequence(&mut self, block: Block, indent: usize, depth: usize) -> Option<Value> {
         let mut starts = Vec::new();
         for (i, column, rest) in self.content_lines(block) {
             if column < indent || (column == indent && !is_item(rest)) {
@@ -337,13 +338,13 @@ impl<'t> Cutter<'t, '_> {
                     || self.bytes(run) >= 4 * self.cut.run_bytes
                     || self.cut.ends_run(&self.text(item))
                 {
-                    self.items_into(run, &mut items)?;
+                    self.items_into(run, depth, &mut items)?;
                     run_from = None;
                 }
                 continue;
             }
             if let Some(run_start) = run_from.take() {
-                self.items_into(block.lines(run_start, from), &mut items)?;
+                self.items_into(block.lines(run_start, from), depth, &mut items)?;
             }
             let (_, rest) = self.content(item, from);
             let after_dash = rest[1..].trim_start_matches(' ');
@@ -356,21 +357,21 @@ impl<'t> Cutter<'t, '_> {
                     dash_at: Some(indent),
                 }
             };
-            items.push(self.value(inner)?);
+            items.push(self.value(inner, depth + 1)?);
         }
         Some(Value::Array(items))
     }
 
     /// Parses a run of whole items and appends them.
-    fn items_into(&mut self, run: Block, items: &mut Vec<Value>) -> Option<()> {
-        let Value::Array(parsed) = self.piece(run)? else {
+    fn items_into(&mut self, run: Block, depth: usize, items: &mut Vec<Value>) -> Option<()> {
+        let Value::Array(parsed) = self.piece(run, depth)? else {
             return None;
         };
         items.extend(parsed);
         Some(())
     }
 
-    fn mapping(&mut self, block: Block, indent: usize) -> Option<Value> {
+    fn mapping(&mut self, block: Block, indent: usize, depth: usize) -> Option<Value> {
         let mut starts = Vec::new();
         for (i, column, rest) in self.content_lines(block) {
             if column < indent {
@@ -388,7 +389,7 @@ impl<'t> Cutter<'t, '_> {
             let entry = block.lines(from, to);
             let (_, key_line) = self.content(entry, from);
             if self.bytes(entry) <= self.cut.piece_bytes || !is_bare_key(key_line) {
-                let Value::Object(parsed) = self.piece(entry)? else {
+                let Value::Object(parsed) = self.piece(entry, depth)? else {
                     return None;
                 };
                 for (key, value) in parsed {
@@ -399,14 +400,14 @@ impl<'t> Cutter<'t, '_> {
                 continue;
             }
             // The key as the parser reads it, from its line alone.
-            let Value::Object(key_only) = self.piece(entry.lines(from, from + 1))? else {
+            let Value::Object(key_only) = self.piece(entry.lines(from, from + 1), depth)? else {
                 return None;
             };
             let mut keys = key_only.into_iter();
             let (Some((key, Value::Null)), None) = (keys.next(), keys.next()) else {
                 return None;
             };
-            let value = self.value(block.lines(from + 1, to))?;
+            let value = self.value(block.lines(from + 1, to), depth + 1)?;
             if map.insert(key, value).is_some() {
                 return None;
             }
@@ -414,8 +415,15 @@ impl<'t> Cutter<'t, '_> {
         Some(Value::Object(map))
     }
 
-    /// A piece's value: remembered, or parsed now.
-    fn piece(&mut self, block: Block) -> Option<Value> {
+    /// A piece's value: remembered, or parsed now. `depth` collections
+    /// enclose it in the document: the parser's nesting limit counts them
+    /// in a whole parse, but not when the piece is parsed alone.
+    fn piece(&mut self, block: Block, depth: usize) -> Option<Value> {
+        let value = self.piece_value(block)?;
+        (depth + nesting(&value, MAX_NESTING) <= MAX_NESTING).then_some(value)
+    }
+
+    fn piece_value(&mut self, block: Block) -> Option<Value> {
         let text = self.text(block);
         let value = match self.memory.pieces.remove(text.as_ref()) {
             Some(value) => value,
@@ -425,11 +433,30 @@ impl<'t> Cutter<'t, '_> {
             }
             None => {
                 self.memory.parsed += 1;
-                yaml::to_json(&text, self.via_yaml_value).ok()?
+                yaml::to_json(&text, false).ok()?
             }
         };
         self.fresh.insert(text.into(), value.clone());
         Some(value)
+    }
+}
+
+/// Deeper than this, the whole file is parsed (yaml_serde refuses more
+/// than 128 levels; the margin covers how pieces wrap their nodes).
+const MAX_NESTING: usize = 100;
+
+/// How many collections deep `value` goes, counting up to `limit + 1`.
+fn nesting(value: &Value, limit: usize) -> usize {
+    fn deepest<'a>(children: impl Iterator<Item = &'a Value>, limit: usize) -> usize {
+        if limit == 0 {
+            return 1;
+        }
+        1 + children.map(|v| nesting(v, limit - 1)).max().unwrap_or(0)
+    }
+    match value {
+        Value::Array(items) => deepest(items.iter(), limit),
+        Value::Object(map) => deepest(map.values(), limit),
+        _ => 0,
     }
 }
 

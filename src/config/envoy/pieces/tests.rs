@@ -254,13 +254,63 @@ fn reviewed_texts_read_as_the_whole_parse_reads_them() {
     assert_eq!(memory.parsed(), 0, "all from the memory");
     assert_eq!(again, whole(&text));
 
-    // A memory filled on one route is not used on the other.
+    // Tags and anchors (whole-file matters: the route, names defined
+    // twice, the alias repetition limit) are never cut.
     let plain = "a:\n  '1': x\n".to_string()
         + &(0..200).map(|i| format!("e{i}: {i}\n")).collect::<String>();
     let tagged = plain.replace("e7: 7", "e7: 7 # fixed!");
     let mut memory = PieceMemory::default();
-    for text in [&plain, &tagged, &plain] {
-        assert_eq!(read_cut(text, &mut memory, FINEST), whole(text));
+    assert_eq!(read_cut(&plain, &mut memory, FINEST), whole(&plain));
+    assert_eq!(read_cut(&tagged, &mut memory, FINEST), None);
+}
+
+/// A second review's texts: what the whole parse checks across the file.
+#[test]
+fn whole_file_checks_are_not_lost_in_pieces() {
+    let entries: String = (0..300).map(|i| format!("e{i}: {i}\n")).collect();
+    let indented: String = (0..300).map(|i| format!("  e{i}: {i}\n")).collect();
+    // A character libyaml refuses, in a comment no piece would parse.
+    let control = [
+        format!("# caf\u{83}\n{entries}"),
+        "# \u{1}\n".to_string(),
+        format!("k:\n  # \u{7f}\n{indented}"),
+        "r:\n- # \u{0}\n  a: 1\n- c: d\n".to_string(),
+    ];
+    // Nesting past the parser's limit, counted from the top of the file.
+    let mut deep = String::new();
+    for i in 0..129 {
+        deep.push_str(&format!(
+            "{}key_number_{i:03}_padding_padding:\n",
+            " ".repeat(i)
+        ));
+    }
+    deep.push_str(&format!("{}x: 1\n", " ".repeat(129)));
+    // One anchor name defined twice; the alias repetition limit.
+    let twice: String = (0..60)
+        .map(|i| {
+            format!("- name: c{i}\n  connect_timeout: &t 1s\n  limit: &b 1024\n  refresh: *t\n")
+        })
+        .collect();
+    let repeated: String = (0..2)
+        .map(|n| {
+            format!(
+                "k{n}:\n- &a{n} x\n- &b{n} [{}]\n- &c{n} [{}]\n{}{}",
+                vec![format!("*a{n}"); 10].join(", "),
+                vec![format!("*b{n}"); 20].join(", "),
+                format!("- *c{n}\n").repeat(100),
+                format!("- *a{n}\n").repeat(85)
+            )
+        })
+        .collect();
+    let texts = control
+        .into_iter()
+        .chain([deep, format!("clusters:\n{twice}"), repeated]);
+    for text in texts {
+        for c in CUTS {
+            if let Some(value) = cut(&text, c) {
+                assert_eq!(Some(value), whole(&text), "cut {c:?} of:\n{text}");
+            }
+        }
     }
 }
 
