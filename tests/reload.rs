@@ -704,17 +704,20 @@ async fn an_ejected_host_stays_ejected_across_a_reload() {
     hale.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_cluster_is_warmed_before_its_routes_serve() {
-    let a = Upstream::start("a", Behaviour::Echo).await;
-    let fresh = Upstream::start("fresh", Behaviour::Echo).await;
-    let checks = "    health_checks:
+/// An HTTP check every 0.2 s, so a new host's first result comes quickly.
+const FAST_HTTP_CHECK: &str = "    health_checks:
     - timeout: 1s
       interval: 0.2s
       unhealthy_threshold: 2
       healthy_threshold: 2
       http_health_check: { path: /healthz }
 ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_is_warmed_before_its_routes_serve() {
+    let a = Upstream::start("a", Behaviour::Echo).await;
+    let fresh = Upstream::start("fresh", Behaviour::Echo).await;
+    let checks = FAST_HTTP_CHECK;
     let a_cluster = cluster("a", "ROUND_ROBIN", &endpoints(&[a.addr]), "");
     let path = config_file(&bootstrap(&routes(&[("/", "a")]), &a_cluster));
     let hale = Hale::start_file(&path, 2, false);
@@ -833,13 +836,7 @@ async fn triggers_that_arrive_during_a_reload_share_the_next_one() {
 async fn a_cluster_whose_every_endpoint_moves_is_warmed_before_the_swap() {
     let old = Upstream::start("old", Behaviour::Echo).await;
     let new = Upstream::start("new", Behaviour::Echo).await;
-    let checks = "    health_checks:
-    - timeout: 1s
-      interval: 0.2s
-      unhealthy_threshold: 2
-      healthy_threshold: 2
-      http_health_check: { path: /healthz }
-";
+    let checks = FAST_HTTP_CHECK;
     let routes = routes(&[("/", "backend")]);
     let config = |host: SocketAddr| {
         bootstrap(
